@@ -1,0 +1,44 @@
+"""pirate_actors: an actor-model worker runtime over ZeroMQ.
+
+A :class:`Client` binds a ROUTER socket; :class:`Worker`\\ s connect to it and serve the public
+methods of a :class:`ProcedureActor` subclass from a supervised pool of Pykka actors.
+"""
+
+import logging
+
+from ._client import Client
+from ._errors import (
+    AuthenticationError,
+    CallTimeout,
+    NoWorkerError,
+    PirateError,
+    ProtocolError,
+    RemoteError,
+    RemoteTraceback,
+    UnknownProcedure,
+    WorkerLost,
+)
+from ._future import CallFuture, WorkerInfo
+from ._procedures import ProcedureActor
+from ._worker import Worker
+
+__all__ = [
+    "AuthenticationError",
+    "CallFuture",
+    "CallTimeout",
+    "Client",
+    "NoWorkerError",
+    "PirateError",
+    "ProcedureActor",
+    "ProtocolError",
+    "RemoteError",
+    "RemoteTraceback",
+    "UnknownProcedure",
+    "Worker",
+    "WorkerInfo",
+    "WorkerLost",
+]
+
+__version__ = "0.1.0"
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -1,0 +1,81 @@
+"""Payloads: cloudpickle of calls, results and exceptions, and rebuilding remote errors here.
+
+Only ever called on bodies whose message already passed the signature check.
+"""
+
+from __future__ import annotations
+
+import pickle
+import traceback
+from typing import Any
+
+import cloudpickle
+
+from ._errors import ProtocolError, RemoteError, RemoteTraceback, UnknownProcedure
+
+__all__ = ["ErrorKind", "dumps", "loads", "dump_error", "load_error", "dump_exception"]
+
+PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+
+class ErrorKind:
+    """What an ERROR entry means; the first element of its body."""
+
+    RAISED = "raised"  # the procedure raised; maybe rebuildable
+    UNKNOWN = "unknown"  # no such procedure
+    NOT_RUN = "not_run"  # the worker never started it; the client may re-queue it
+    PROTOCOL = "protocol"  # the call or its result broke the wire rules
+
+
+def dumps(obj: Any) -> bytes:
+    """Serialise with cloudpickle (lambdas and local classes travel too)."""
+    return cloudpickle.dumps(obj, protocol=PROTOCOL)
+
+
+def loads(data: bytes) -> Any:
+    """Deserialise a payload that passed the signature check."""
+    return pickle.loads(data)
+
+
+def dump_error(kind: str, type_name: str, message: str, tb: str = "", exc: bytes | None = None) -> bytes:
+    """An ERROR entry body. ``exc`` is the pickled exception, kept apart so a reply whose
+    exception will not unpickle still arrives (as :class:`RemoteError`)."""
+    return pickle.dumps((kind, type_name, message, tb, exc), protocol=PROTOCOL)
+
+
+def dump_exception(exc: BaseException) -> bytes:
+    """The ERROR body for an exception a procedure raised, with its formatted traceback."""
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    pickled: bytes | None = None
+    if isinstance(exc, Exception):
+        try:
+            pickled = dumps(exc)
+        except Exception:  # noqa: BLE001 - anything unpicklable arrives as RemoteError
+            pickled = None
+    return dump_error(ErrorKind.RAISED, _qualname(type(exc)), str(exc), tb, pickled)
+
+
+def _qualname(cls: type) -> str:
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+def load_error(data: bytes) -> tuple[str, BaseException]:
+    """The kind of an ERROR body and the exception to raise for it on the client."""
+    try:
+        kind, type_name, message, tb, pickled = pickle.loads(data)
+    except Exception as exc:  # noqa: BLE001
+        return ErrorKind.PROTOCOL, ProtocolError(f"undecodable ERROR body: {exc!r}")
+    if kind == ErrorKind.UNKNOWN:
+        return kind, UnknownProcedure(type_name, message, tb)
+    if kind == ErrorKind.PROTOCOL:
+        return kind, ProtocolError(message)
+    if pickled is not None:
+        try:
+            exc = pickle.loads(pickled)
+        except Exception:  # noqa: BLE001 - will not rebuild here: fall back to RemoteError
+            exc = None
+        if isinstance(exc, Exception):
+            exc.__cause__ = RemoteTraceback(tb)
+            return kind, exc
+    return kind, RemoteError(type_name, message, tb)

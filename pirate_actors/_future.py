@@ -1,0 +1,74 @@
+"""``CallFuture``: a ``concurrent.futures.Future`` that also carries a call's partial messages."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+from typing import Any, Callable, NamedTuple
+
+__all__ = ["CallFuture", "WorkerInfo"]
+
+logger = logging.getLogger("pirate_actors.client")
+
+PartialCallback = Callable[["CallFuture", Any], object]
+
+
+class CallFuture(concurrent.futures.Future):  # type: ignore[type-arg]
+    """The pending result of one call, with the partial messages that came before it.
+
+    ``cancel()`` succeeds for queued *and* running calls: the worker is told, and a late
+    reply is dropped. ``worker`` is the id of the worker serving the call (None while queued).
+    """
+
+    def __init__(self, procedure: str, on_cancel: Callable[[CallFuture], None] | None = None) -> None:
+        super().__init__()
+        self.procedure = procedure
+        self.partials: list[Any] = []
+        self.worker: str | None = None
+        self._partial_callbacks: list[PartialCallback] = []
+        self._partial_lock = threading.Lock()
+        self._on_cancel = on_cancel
+
+    def add_partial_callback(self, fn: PartialCallback) -> None:
+        """Call ``fn(future, message)`` for each partial; earlier ones are replayed now."""
+        with self._partial_lock:
+            self._partial_callbacks.append(fn)
+            earlier = list(self.partials)
+        for message in earlier:
+            self._invoke(fn, message)
+
+    def _add_partial(self, message: Any) -> None:
+        """Record a partial and run the callbacks (called by the client thread)."""
+        with self._partial_lock:
+            self.partials.append(message)
+            callbacks = list(self._partial_callbacks)
+        for fn in callbacks:
+            self._invoke(fn, message)
+
+    def _invoke(self, fn: PartialCallback, message: Any) -> None:
+        try:
+            fn(self, message)
+        except Exception:
+            logger.exception("partial callback %r raised", fn)
+
+    def cancel(self) -> bool:
+        """Cancel the call, queued or running; False only if it already finished."""
+        if not super().cancel():
+            return False
+        if self._on_cancel is not None:
+            self._on_cancel(self)
+        return True
+
+    def __repr__(self) -> str:
+        return f"<CallFuture {self.procedure} state={self._state} worker={self.worker}>"
+
+
+class WorkerInfo(NamedTuple):
+    """A registered worker as the client sees it; ``id`` equals ``CallFuture.worker``."""
+
+    id: str
+    name: str
+    procedures: tuple[str, ...]
+    capacity: int
+    in_flight: int

@@ -1,0 +1,74 @@
+"""A thread-safe queue whose reader can sleep in a zmq poll on the queue and sockets at once.
+
+Writers append and, only when the reader is asleep, write to an eventfd (a pipe where there is
+none) that the reader's ``zmq.Poller`` watches. So a ``tell`` from any thread wakes the socket
+thread at once, with no timer and no polling interval on the path.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from typing import Generic, TypeVar
+
+__all__ = ["Mailbox"]
+
+T = TypeVar("T")
+
+
+class Mailbox(Generic[T]):
+    """A deque plus a wake-up file descriptor."""
+
+    def __init__(self) -> None:
+        self._items: collections.deque[T] = collections.deque()
+        self._asleep = False
+        if hasattr(os, "eventfd"):
+            self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            self._write_fd = self.fd
+        else:  # pragma: no cover - non-Linux
+            self.fd, self._write_fd = os.pipe()
+            os.set_blocking(self.fd, False)
+            os.set_blocking(self._write_fd, False)
+
+    def put(self, item: T) -> None:
+        """Append ``item``; wake the reader if it sleeps."""
+        self._items.append(item)
+        if self._asleep:
+            self._asleep = False
+            try:
+                os.write(self._write_fd, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            except (BlockingIOError, OSError):
+                pass  # already signalled, or closed at shutdown
+
+    def get_nowait(self) -> T:
+        """The oldest item; raises IndexError when empty."""
+        return self._items.popleft()
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def prepare_sleep(self) -> bool:
+        """Mark the reader asleep; False (and not asleep) if items arrived meanwhile."""
+        self._asleep = True
+        if self._items:
+            self._asleep = False
+            return False
+        return True
+
+    def woken(self) -> None:
+        """After the poll: clear the sleep mark and drain the wake-up signal."""
+        self._asleep = False
+        try:
+            os.read(self.fd, 8 if self.fd == self._write_fd else 4096)
+        except (BlockingIOError, OSError):
+            pass
+
+    def close(self) -> None:
+        for fd in {self.fd, self._write_fd}:
+            try:
+                os.close(fd)
+            except OSError:
+                pass

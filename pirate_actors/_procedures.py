@@ -1,0 +1,193 @@
+"""``ProcedureActor``: the base class users subclass; its public methods are procedures.
+
+A procedure actor never touches a socket. It receives a :class:`Run` by ``tell`` from the
+worker's socket actor and answers with plain ``tell``\\ s: :class:`Started`, a :class:`Partial`
+per ``report()``, then :class:`Done`. When its loop ends for any reason it hands back the calls
+still in its inbox and says :class:`Exited`, so the supervisor can replace it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import pykka
+from pykka import ActorRef
+
+from . import _codec
+from ._codec import ErrorKind
+from .protocol import Command
+
+__all__ = ["ProcedureActor", "procedures_of"]
+
+logger = logging.getLogger("pirate_actors.procedures")
+
+
+@dataclass(frozen=True)
+class Run:
+    """Socket actor → procedure actor: run this call and tell ``sink`` how it goes."""
+
+    request_id: int
+    body: bytes
+    sink: ActorRef[Any]
+    max_size: int
+
+
+@dataclass(frozen=True)
+class Attach:
+    """Supervisor → new procedure actor, first message: where to say :class:`Exited`."""
+
+    sink: ActorRef[Any]
+
+
+@dataclass(frozen=True)
+class Started:
+    """Procedure actor → socket actor: the call began."""
+
+    request_id: int
+
+
+@dataclass(frozen=True)
+class Partial:
+    """Procedure actor → socket actor: a ``report()``, pickled."""
+
+    request_id: int
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Done:
+    """Procedure actor → socket actor: the final REPLY or ERROR body; ``actor`` is free again."""
+
+    request_id: int
+    command: Command
+    body: bytes
+    actor_urn: str
+
+
+@dataclass(frozen=True)
+class Exited:
+    """Procedure actor → socket actor: my loop ended; these calls never started."""
+
+    actor_urn: str
+    unrun: tuple[Run, ...]
+
+
+@lru_cache(maxsize=None)
+def procedures_of(cls: type) -> frozenset[str]:
+    """The procedure names of a ``ProcedureActor`` subclass: its own public callables."""
+    reserved = set(dir(ProcedureActor))
+    return frozenset(
+        name
+        for name in dir(cls)
+        if not name.startswith("_") and name not in reserved and callable(getattr(cls, name, None))
+    )
+
+
+class ProcedureActor(pykka.ThreadingActor):
+    """Subclass this and add methods: every public method you define is a procedure.
+
+    Each worker runs ``pool_size`` instances, each in its own thread; an instance runs one
+    call at a time. Inside a procedure, :meth:`report` streams a partial message to the caller.
+    """
+
+    use_daemon_thread = True  # a stuck procedure must not keep the process alive
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.__current: Run | None = None
+        self.__sink: ActorRef[Any] | None = None
+        self.__thread: threading.Thread | None = None
+
+    def report(self, message: Any) -> None:
+        """Send ``message`` to the caller of the running call, before its final reply."""
+        current = self.__current
+        if current is None or threading.current_thread() is not self.__thread:
+            raise RuntimeError("report() can only be called from inside a procedure")
+        current.sink.tell(Partial(current.request_id, _codec.dumps(message)))
+
+    def on_receive(self, message: Any) -> Any:
+        """Run calls; anything else goes to pykka's default handling."""
+        if isinstance(message, Run):
+            self.__run(message)
+            return None
+        if isinstance(message, Attach):
+            self.__sink = message.sink
+            return None
+        return super().on_receive(message)
+
+    def __run(self, run: Run) -> None:
+        self.__thread = threading.current_thread()
+        sink = run.sink
+        try:
+            procedure, args, kwargs = _codec.loads(run.body)
+        except Exception as exc:  # noqa: BLE001
+            sink.tell(Started(run.request_id))
+            body = _codec.dump_error(ErrorKind.PROTOCOL, "ProtocolError", f"undecodable call: {exc!r}")
+            sink.tell(Done(run.request_id, Command.ERROR, body, self.actor_urn))
+            return
+        if not isinstance(procedure, str) or procedure not in procedures_of(type(self)):
+            body = _codec.dump_error(
+                ErrorKind.UNKNOWN, "UnknownProcedure",
+                f"no procedure {procedure!r} on {type(self).__name__}",
+            )
+            sink.tell(Done(run.request_id, Command.ERROR, body, self.actor_urn))
+            return
+        sink.tell(Started(run.request_id))
+        self.__current = run
+        fatal = False
+        try:
+            result = getattr(self, procedure)(*args, **kwargs)
+            command, body = Command.REPLY, self.__dump_result(result, run.max_size)
+        except Exception as exc:  # noqa: BLE001 - the caller gets it
+            command, body = Command.ERROR, _codec.dump_exception(exc)
+        except BaseException as exc:  # noqa: BLE001 - SystemExit & co: reply, then be replaced
+            command, body = Command.ERROR, _codec.dump_exception(exc)
+            fatal = True
+        finally:
+            self.__current = None
+        sink.tell(Done(run.request_id, command, body, self.actor_urn))
+        if fatal:
+            logger.warning("procedure %s raised a BaseException; replacing its actor", procedure)
+            self.stop()
+
+    @staticmethod
+    def __dump_result(result: Any, max_size: int) -> bytes:
+        try:
+            body = _codec.dumps(result)
+        except Exception as exc:  # noqa: BLE001
+            return _codec.dump_exception(exc)
+        if len(body) > max_size:
+            return _codec.dump_error(
+                ErrorKind.PROTOCOL, "ProtocolError",
+                f"result of {len(body)} bytes exceeds max_message_size ({max_size})",
+            )
+        return body
+
+    def _actor_loop_teardown(self) -> None:
+        """Hand back calls that never started and tell the supervisor this actor is gone.
+
+        Pykka's own teardown drops ``tell``\\ s silently; a call must never vanish that way.
+        """
+        unrun: list[Run] = []
+        others = []
+        while not self.actor_inbox.empty():
+            envelope = self.actor_inbox.get()
+            if isinstance(envelope.message, Run):
+                unrun.append(envelope.message)
+            elif isinstance(envelope.message, Attach):
+                self.__sink = envelope.message.sink
+            else:
+                others.append(envelope)
+        for envelope in others:
+            self.actor_inbox.put(envelope)
+        super()._actor_loop_teardown()
+        sink = self.__sink
+        if sink is not None:
+            try:
+                sink.tell(Exited(self.actor_urn, tuple(unrun)))
+            except pykka.ActorDeadError:
+                pass

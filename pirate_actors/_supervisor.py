@@ -1,0 +1,164 @@
+"""The supervised pool of procedure actors, run inside the worker's socket actor thread.
+
+It keeps ``size`` live actors at all times: an actor that exits (a procedure raised a
+``BaseException`` or stopped its own actor) is replaced when it says so, and an actor whose
+running call was cancelled is *retired* — a fresh one takes its place at once and the old one is
+stopped when its call returns. Calls beyond the free actors wait here in arrival order.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from typing import Any, Callable, Iterable
+
+import pykka
+from pykka import ActorRef
+
+from ._procedures import Attach, Run
+
+__all__ = ["Pool"]
+
+logger = logging.getLogger("pirate_actors.supervisor")
+
+
+class Pool:
+    """Dispatches :class:`Run`\\ s to idle actors and keeps the pool at full strength."""
+
+    def __init__(self, start_actor: Callable[[], ActorRef[Any]], size: int, sink: ActorRef[Any]):
+        self._start_actor = start_actor
+        self._sink = sink
+        self.size = size
+        self._actors: dict[str, ActorRef[Any]] = {}
+        self._idle: collections.deque[str] = collections.deque()
+        self._running: dict[int, str] = {}  # request id -> actor urn
+        self._busy: dict[str, int] = {}  # actor urn -> request id
+        self._retired: dict[str, ActorRef[Any]] = {}
+        self.waiting: collections.OrderedDict[int, Run] = collections.OrderedDict()
+        self.replacements = 0
+        self.closed = False
+        for _ in range(size):
+            self._spawn()
+
+    # -- state
+
+    @property
+    def running(self) -> int:
+        """Calls running now (cancelled ones whose actor is retired not counted)."""
+        return len(self._running)
+
+    def holds(self, request_id: int) -> bool:
+        return request_id in self._running or request_id in self.waiting
+
+    def __len__(self) -> int:
+        """Calls held: running plus waiting."""
+        return len(self._running) + len(self.waiting)
+
+    def live_actors(self) -> int:
+        return len(self._actors)
+
+    # -- calls
+
+    def submit(self, run: Run) -> None:
+        """Run now on an idle actor, or wait in arrival order."""
+        self.waiting[run.request_id] = run
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        while self.waiting and self._idle:
+            urn = self._idle.popleft()
+            request_id, run = self.waiting.popitem(last=False)
+            try:
+                self._actors[urn].tell(run)
+            except pykka.ActorDeadError:
+                self.waiting[request_id] = run
+                self.waiting.move_to_end(request_id, last=False)
+                self._lost(urn)
+                continue
+            self._running[request_id] = urn
+            self._busy[urn] = request_id
+
+    def finished(self, request_id: int, actor_urn: str) -> bool:
+        """A call returned; True if its reply should be sent (False: it was cancelled)."""
+        retired = self._retired.pop(actor_urn, None)
+        if retired is not None:
+            retired.stop(block=False)
+            return False
+        if self._busy.get(actor_urn) != request_id:
+            return False
+        del self._busy[actor_urn]
+        del self._running[request_id]
+        if actor_urn in self._actors and not self.closed:
+            self._idle.append(actor_urn)
+            self._dispatch()
+        return True
+
+    def cancel(self, request_id: int) -> None:
+        """Forget a waiting call, or retire the actor running it and replace it at once."""
+        if self.waiting.pop(request_id, None) is not None:
+            return
+        urn = self._running.pop(request_id, None)
+        if urn is None:
+            return
+        del self._busy[urn]
+        self._retired[urn] = self._actors.pop(urn)
+        logger.debug("call %d cancelled while running; retiring its actor", request_id)
+        if not self.closed:
+            self._spawn()
+            self._dispatch()
+
+    def exited(self, actor_urn: str, unrun: Iterable[Run]) -> int | None:
+        """An actor's loop ended. Its unstarted calls run elsewhere; returns the id of a call
+        it was running without answering (the caller must fail that call), if any."""
+        self._retired.pop(actor_urn, None)
+        unrun = list(unrun)
+        orphan = self._busy.pop(actor_urn, None)
+        if orphan is not None:
+            self._running.pop(orphan, None)
+            if any(run.request_id == orphan for run in unrun):
+                orphan = None  # it was handed to the actor but never started
+        for run in reversed(unrun):
+            if run.request_id not in self._running and not self.closed:
+                self.waiting[run.request_id] = run
+                self.waiting.move_to_end(run.request_id, last=False)
+        if actor_urn in self._actors:
+            self._lost(actor_urn)
+        self._dispatch()
+        return orphan
+
+    def _lost(self, urn: str) -> None:
+        self._actors.pop(urn, None)
+        try:
+            self._idle.remove(urn)
+        except ValueError:
+            pass
+        if not self.closed:
+            logger.info("procedure actor exited; starting a replacement")
+            self.replacements += 1
+            self._spawn()
+
+    def _spawn(self) -> None:
+        ref = self._start_actor()
+        ref.tell(Attach(self._sink))
+        self._actors[ref.actor_urn] = ref
+        self._idle.append(ref.actor_urn)
+
+    # -- shutdown
+
+    def take_waiting(self) -> list[int]:
+        """Remove and return the ids of every call that has not started."""
+        ids = list(self.waiting)
+        self.waiting.clear()
+        return ids
+
+    def close(self) -> None:
+        """Stop every actor without waiting: a running procedure cannot be interrupted."""
+        self.closed = True
+        for ref in [*self._actors.values(), *self._retired.values()]:
+            try:
+                ref.stop(block=False)
+            except pykka.ActorDeadError:
+                pass
+        self._actors.clear()
+        self._retired.clear()
+        self._idle.clear()

@@ -1,0 +1,527 @@
+"""The worker: a socket actor that owns the DEALER socket and a supervised procedure pool.
+
+The socket actor is a Pykka actor with its own inbox type. When the inbox is empty, ``get()``
+hands the actor an *idle* message, and handling it means: send what is batched, then sleep in
+one ``zmq.Poller`` on the socket, the socket's monitor and the inbox's wake-up fd until any of
+them stirs or a heartbeat is due. Procedure actors therefore answer with a plain ``tell``, which
+wakes the poll at once; socket traffic and heartbeat deadlines become messages of this actor.
+Only this actor's thread touches the socket.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import math
+import os
+import socket as _socket
+import threading
+import time
+import uuid
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import pykka
+import zmq
+from pykka._envelope import Envelope
+
+from . import _codec
+from ._codec import ErrorKind
+from ._mailbox import Mailbox
+from ._procedures import Done, Exited, Partial, ProcedureActor, Run, Started, procedures_of
+from ._security import check_endpoint, resolve_key
+from ._supervisor import Pool
+from .protocol import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    BadCalls,
+    CallsReceived,
+    ClientLost,
+    ClientRegistered,
+    Command,
+    Entry,
+    Event,
+    Flag,
+    FrameCodec,
+    Ready,
+    WorkerProtocol,
+)
+
+__all__ = ["Worker"]
+
+logger = logging.getLogger("pirate_actors.worker")
+
+_MAX_BATCH = 256  # socket messages read per wake-up before the inbox gets a turn
+_ENTRY_OVERHEAD = 13
+
+
+class _Idle:
+    """The message an empty inbox yields: flush, then wait on the socket and the inbox."""
+
+
+_IDLE = Envelope(_Idle())
+
+
+class _SocketInbox:
+    """A Pykka inbox (``put``/``get``/``empty``) whose reader can sleep in a zmq poll."""
+
+    def __init__(self) -> None:
+        self.mailbox: Mailbox[Envelope[Any]] = Mailbox()
+
+    def put(self, envelope: Envelope[Any], /) -> None:
+        self.mailbox.put(envelope)
+
+    def get(self) -> Envelope[Any]:
+        try:
+            return self.mailbox.get_nowait()
+        except IndexError:
+            return _IDLE
+
+    def empty(self) -> bool:
+        return self.mailbox.empty()
+
+
+@dataclass(frozen=True)
+class _Config:
+    actor_class: type[ProcedureActor]
+    connect: str
+    pool_size: int
+    capacity: int
+    key: bytes | None
+    heartbeat: float
+    liveness: int
+    name: str
+    actor_args: tuple[Any, ...]
+    actor_kwargs: dict[str, Any]
+    max_message_size: int
+    identity: bytes
+    context: zmq.Context[zmq.Socket[bytes]]
+    started: threading.Event = field(default_factory=threading.Event)
+    stopped: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(frozen=True)
+class _BeginStop:
+    timeout: float
+
+
+class _GetStats:
+    """Ask the socket actor for its counters (tests and diagnostics)."""
+
+
+class _SocketActor(pykka.ThreadingActor):
+    """Owns the DEALER socket; forwards calls to the pool and streams answers back."""
+
+    use_daemon_thread = True
+
+    @staticmethod
+    def _create_actor_inbox() -> _SocketInbox:  # type: ignore[override]
+        return _SocketInbox()
+
+    def __init__(self, config: _Config) -> None:
+        super().__init__()
+        self.config = config
+        self.inbox: _SocketInbox = self.actor_inbox  # type: ignore[assignment]
+        procedures = tuple(sorted(procedures_of(config.actor_class)))
+        self.protocol = WorkerProtocol(
+            FrameCodec(config.key, config.max_message_size),
+            Ready(config.name, config.capacity, config.heartbeat, config.liveness, procedures),
+            time.monotonic(),
+        )
+        self.pool: Pool | None = None
+        self.socket: zmq.Socket[bytes] | None = None
+        self.monitor: zmq.Socket[bytes] | None = None
+        self.poller = zmq.Poller()
+        self._started_unsent: set[int] = set()
+        self._out: dict[Command, list[Entry]] = {Command.PARTIAL: [], Command.REPLY: [], Command.ERROR: []}
+        self._out_size = 0
+        self._stop_deadline: float | None = None
+        self._finished = False
+
+    # -- life cycle
+
+    def on_start(self) -> None:
+        config = self.config
+        try:
+            sock = config.context.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 500)
+            sock.setsockopt(zmq.IMMEDIATE, 1)  # READY goes only to a live connection
+            sock.setsockopt(zmq.RECONNECT_IVL, 100)
+            sock.setsockopt(zmq.RECONNECT_IVL_MAX, 0)
+            sock.setsockopt(zmq.MAXMSGSIZE, config.max_message_size)
+            sock.setsockopt(zmq.ROUTING_ID, config.identity)
+            self.monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+            sock.connect(config.connect)
+            self.socket = sock
+            self.poller.register(sock, zmq.POLLIN)
+            self.poller.register(self.monitor, zmq.POLLIN)
+            self.poller.register(self.inbox.mailbox.fd, zmq.POLLIN)
+            self.pool = Pool(self._start_procedure_actor, config.pool_size, self.actor_ref)
+            logger.info(
+                "worker %s serving %s from %s, connecting to %s",
+                config.name, ", ".join(self.protocol.ready.procedures) or "(nothing)",
+                config.actor_class.__qualname__, config.connect,
+            )
+        finally:
+            config.started.set()
+
+    def _start_procedure_actor(self) -> pykka.ActorRef[Any]:
+        return self.config.actor_class.start(*self.config.actor_args, **self.config.actor_kwargs)
+
+    def on_stop(self) -> None:
+        self._shutdown()
+
+    def on_failure(self, *exc_info: Any) -> None:
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+        if self.socket is not None:
+            if not self._finished:
+                self._send(self.protocol.disconnect(time.monotonic(), final=True))
+            self.socket.disable_monitor()
+            self.socket.close()
+            self.socket = None
+        if self.monitor is not None:
+            self.monitor.close(linger=0)
+            self.monitor = None
+        self.inbox.mailbox.close()
+        self.config.stopped.set()
+
+    # -- messages
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, _Idle):
+            self._idle()
+        elif isinstance(message, Done):
+            self._done(message)
+        elif isinstance(message, Started):
+            if self.pool is not None and self.pool.holds(message.request_id):
+                self._started_unsent.add(message.request_id)
+        elif isinstance(message, Partial):
+            if self.pool is not None and self.pool.holds(message.request_id):
+                self._flush_started(message.request_id)
+                self._queue(Command.PARTIAL, Entry(message.request_id, 0, message.body))
+        elif isinstance(message, Exited):
+            self._exited(message)
+        elif isinstance(message, _BeginStop):
+            self._begin_stop(message.timeout)
+        elif isinstance(message, _GetStats):
+            stats = self.protocol.stats
+            assert self.pool is not None
+            return {
+                "malformed": stats.malformed,
+                "unauthenticated": stats.unauthenticated,
+                "received": stats.received,
+                "sent": stats.sent,
+                "registered": self.protocol.registered,
+                "live_actors": self.pool.live_actors(),
+                "replacements": self.pool.replacements,
+                "held": len(self.pool),
+            }
+        return None
+
+    def _done(self, done: Done) -> None:
+        assert self.pool is not None
+        if not self.pool.finished(done.request_id, done.actor_urn):
+            self._started_unsent.discard(done.request_id)
+            return
+        flags = Flag.NONE
+        if done.request_id in self._started_unsent:
+            self._started_unsent.discard(done.request_id)
+            flags = Flag.STARTED  # "started" rides with the reply
+        self._queue(done.command, Entry(done.request_id, flags, done.body))
+        self._check_stop()
+
+    def _exited(self, exited: Exited) -> None:
+        assert self.pool is not None
+        orphan = self.pool.exited(exited.actor_urn, exited.unrun)
+        if orphan is not None:
+            self._flush_started(orphan)
+            body = _codec.dump_error(ErrorKind.RAISED, "ActorDeadError", "the procedure's actor died")
+            self._queue(Command.ERROR, Entry(orphan, 0, body))
+        if self.protocol.leaving:
+            for request_id in self.pool.take_waiting():
+                self._not_run(request_id)
+        self._check_stop()
+
+    # -- outgoing batches
+
+    def _flush_started(self, request_id: int) -> None:
+        if request_id in self._started_unsent:
+            self._started_unsent.discard(request_id)
+            self._queue(Command.PARTIAL, Entry(request_id, Flag.STARTED))
+
+    def _queue(self, command: Command, entry: Entry) -> None:
+        size = len(entry.body) + _ENTRY_OVERHEAD
+        if self._out_size + size > self.config.max_message_size // 2:
+            self._flush()
+        self._out[command].append(entry)
+        self._out_size += size
+
+    def _not_run(self, request_id: int) -> None:
+        body = _codec.dump_error(ErrorKind.NOT_RUN, "NotRun", "the worker is leaving; not run")
+        self._queue(Command.ERROR, Entry(request_id, 0, body))
+
+    def _flush(self) -> None:
+        """Send what is batched: every partial first, then replies, then errors, so each call's
+        partials precede its final answer."""
+        for request_id in self._started_unsent:
+            self._out[Command.PARTIAL].append(Entry(request_id, Flag.STARTED))
+        self._started_unsent.clear()
+        if not self._out_size and not any(self._out.values()):
+            return
+        now = time.monotonic()
+        for command, entries in self._out.items():
+            if entries:
+                if self.protocol.registered or self.protocol.leaving:
+                    self._send(self.protocol.calls(command, entries, now))
+                self._out[command] = []
+        self._out_size = 0
+
+    def _send(self, frames: Sequence[bytes]) -> None:
+        if self.socket is None:
+            return
+        try:
+            self.socket.send_multipart(frames, zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            logger.debug("no connection to the client; a message was dropped")
+
+    # -- the poll
+
+    def _idle(self) -> None:
+        self._flush()
+        if self.socket is None:
+            return
+        now = time.monotonic()
+        deadline = self.protocol.next_deadline()
+        if self._stop_deadline is not None:
+            deadline = min(deadline, self._stop_deadline)
+        timeout = 0 if not self.inbox.mailbox.prepare_sleep() else max(0.0, deadline - now)
+        try:
+            ready = dict(self.poller.poll(math.ceil(timeout * 1000)))
+        finally:
+            self.inbox.mailbox.woken()
+        if self.monitor in ready:
+            self._on_monitor()
+        if self.socket in ready:
+            self._on_socket()
+        now = time.monotonic()
+        events, frames = self.protocol.tick(now)
+        self._handle(events)
+        for message in frames:
+            self._send(message)
+        if self._stop_deadline is not None and now >= self._stop_deadline:
+            self._finish()
+
+    def _on_monitor(self) -> None:
+        assert self.monitor is not None
+        while True:
+            try:
+                frames = self.monitor.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            event = int.from_bytes(frames[0][:2], "little")
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED and not self.protocol.leaving:
+                now = time.monotonic()
+                self._handle(self.protocol.connected(now))
+                self._send(self.protocol.ready_frames(now))
+
+    def _on_socket(self) -> None:
+        assert self.socket is not None
+        for _ in range(_MAX_BATCH):
+            try:
+                frames = self.socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._handle(self.protocol.receive(frames, time.monotonic()))
+
+    def _handle(self, events: list[Event]) -> None:
+        assert self.pool is not None
+        for event in events:
+            if isinstance(event, CallsReceived):
+                if event.command is Command.REQUEST:
+                    for entry in event.entries:
+                        self._request(entry)
+                else:
+                    for entry in event.entries:
+                        self.pool.cancel(entry.request_id)
+                        self._started_unsent.discard(entry.request_id)
+                    self._check_stop()
+            elif isinstance(event, BadCalls):
+                if event.command is Command.REQUEST:
+                    body = _codec.dump_error(ErrorKind.PROTOCOL, "ProtocolError", event.reason)
+                    for request_id in event.request_ids:
+                        self._queue(Command.ERROR, Entry(request_id, 0, body))
+            elif isinstance(event, ClientRegistered):
+                logger.info(
+                    "worker %s registered with %s (client heartbeat %.3g s x %d)",
+                    self.config.name, self.config.connect, event.heartbeat, event.liveness,
+                )
+            elif isinstance(event, ClientLost):
+                logger.warning("worker %s lost its client: %s; waiting for one", self.config.name, event.reason)
+                self._abandon_calls()
+
+    def _request(self, entry: Entry) -> None:
+        assert self.pool is not None
+        if self.protocol.leaving or self.pool.closed:
+            self._not_run(entry.request_id)
+        elif self.pool.holds(entry.request_id):
+            logger.warning("duplicate request id %d dropped", entry.request_id)
+        else:
+            self.pool.submit(Run(entry.request_id, entry.body, self.actor_ref, self.config.max_message_size))
+
+    def _abandon_calls(self) -> None:
+        """The client that sent our calls is gone: nobody waits for their answers."""
+        assert self.pool is not None
+        for request_id in self.pool.take_waiting():
+            self._started_unsent.discard(request_id)
+        for request_id in list(self.pool._running):  # noqa: SLF001
+            self.pool.cancel(request_id)
+            self._started_unsent.discard(request_id)
+        for entries in self._out.values():
+            entries.clear()
+        self._out_size = 0
+
+    # -- graceful stop
+
+    def _begin_stop(self, timeout: float) -> None:
+        assert self.pool is not None
+        now = time.monotonic()
+        self._stop_deadline = now + timeout
+        if not self.protocol.leaving:
+            was_registered = self.protocol.registered
+            frames = self.protocol.disconnect(now, final=False)
+            if was_registered:
+                self._send(frames)
+            for request_id in self.pool.take_waiting():
+                self._not_run(request_id)
+        self._check_stop()
+
+    def _check_stop(self) -> None:
+        if self._stop_deadline is not None and self.pool is not None and self.pool.running == 0:
+            self._finish()
+
+    def _finish(self) -> None:
+        if self._finished:
+            return
+        self._flush()
+        self._send(self.protocol.disconnect(time.monotonic(), final=True))
+        self._finished = True
+        self.stop()
+
+
+# --------------------------------------------------------------------------- public facade
+
+_live_workers: weakref.WeakSet[Worker] = weakref.WeakSet()
+
+
+def _stop_live_workers() -> None:
+    for worker in list(_live_workers):
+        worker.stop(timeout=0.5)
+
+
+atexit.register(_stop_live_workers)
+
+
+class Worker:
+    """Serves the procedures of ``actor_class`` to the client bound at ``connect``.
+
+    ``start()`` returns at once; ``stop()`` leaves gracefully; a ``with`` block does both.
+    """
+
+    def __init__(
+        self,
+        actor_class: type[ProcedureActor],
+        connect: str,
+        *,
+        pool_size: int = 4,
+        prefetch: int | None = None,
+        key: bytes | None = None,
+        heartbeat: float = 1.0,
+        liveness: int = 3,
+        name: str | None = None,
+        actor_args: Sequence[Any] = (),
+        actor_kwargs: dict[str, Any] | None = None,
+        insecure: bool = False,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> None:
+        if not (isinstance(actor_class, type) and issubclass(actor_class, ProcedureActor)):
+            raise TypeError(f"actor_class must be a ProcedureActor subclass, not {actor_class!r}")
+        if pool_size < 1:
+            raise ValueError("pool_size must be at least 1")
+        prefetch = pool_size if prefetch is None else prefetch
+        if prefetch < 0:
+            raise ValueError("prefetch must be 0 or more")
+        if not heartbeat > 0 or liveness < 1:
+            raise ValueError("heartbeat must be > 0 and liveness >= 1")
+        key = resolve_key(key)
+        check_endpoint(connect, key, insecure)
+        self.name = name or f"{_socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.id = uuid.uuid4().hex
+        self._context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        self._config = _Config(
+            actor_class=actor_class, connect=connect, pool_size=pool_size,
+            capacity=pool_size + prefetch, key=key, heartbeat=float(heartbeat), liveness=int(liveness),
+            name=self.name, actor_args=tuple(actor_args), actor_kwargs=dict(actor_kwargs or {}),
+            max_message_size=int(max_message_size), identity=self.id.encode(), context=self._context,
+        )
+        self._ref: pykka.ActorRef[_SocketActor] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def capacity(self) -> int:
+        """Calls this worker holds at once: ``pool_size + prefetch``."""
+        return self._config.capacity
+
+    def start(self) -> Worker:
+        """Start serving (returns at once; registration happens in the background)."""
+        with self._lock:
+            if self._ref is not None:
+                raise RuntimeError("worker already started")
+            self._ref = _SocketActor.start(self._config)
+        self._config.started.wait(10)
+        if self._config.stopped.is_set() or not self._ref.is_alive():
+            raise RuntimeError(f"worker {self.name} failed to start (see log)")
+        _live_workers.add(self)
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Leave: no new calls, running ones finish (up to ``timeout``), unstarted ones go back."""
+        ref = self._ref
+        if ref is None:
+            return
+        try:
+            ref.tell(_BeginStop(timeout))
+        except pykka.ActorDeadError:
+            pass
+        if not self._config.stopped.wait(timeout + 5.0):
+            logger.error("worker %s did not stop in time", self.name)
+        _live_workers.discard(self)
+        self._context.term() if self._config.stopped.is_set() else None
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Block until the worker has stopped; False on timeout."""
+        return self._config.stopped.wait(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._ref is not None and not self._config.stopped.is_set()
+
+    def stats(self, timeout: float = 5.0) -> dict[str, Any]:
+        """Counters of the socket loop: messages received, sent, dropped as malformed or
+        unauthenticated, live procedure actors, replacements."""
+        if self._ref is None:
+            raise RuntimeError("worker not started")
+        result: dict[str, Any] = self._ref.ask(_GetStats(), timeout=timeout)
+        return result
+
+    def __enter__(self) -> Worker:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.name} {self._config.connect} capacity={self.capacity}>"

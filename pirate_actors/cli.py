@@ -1,0 +1,660 @@
+"""The command line: ``pirate-worker`` serves a ProcedureActor class, ``pirate-call`` calls its procedures.
+
+Both tools follow SPEC §8. Arguments given on the command line are only ever read as JSON, never
+evaluated. Usage errors are one line on stderr and exit 2; every other exit code of ``pirate-call``
+says how its (last failed) call ended, so scripts can tell "I called it wrong" (2: nothing was sent)
+from "the call failed" (1, 3, 4, 5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from types import FrameType
+from typing import Any, NoReturn
+
+import zmq
+
+from pirate_actors import (
+    CallFuture,
+    CallTimeout,
+    Client,
+    NoWorkerError,
+    ProcedureActor,
+    ProtocolError,
+    RemoteError,
+    RemoteTraceback,
+    Worker,
+    WorkerLost,
+)
+
+__all__ = ["call_main", "worker_main"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # the procedure raised, or a ProtocolError
+EXIT_USAGE = 2  # bad options or arguments, or a local set-up error: nothing was sent
+EXIT_NO_WORKER = 3
+EXIT_TIMEOUT = 4
+EXIT_WORKER_LOST = 5
+
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:5550"
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_SignalHandler = Callable[[int, "FrameType | None"], Any]
+
+
+class UsageError(Exception):
+    """A problem with what the user asked for: reported in one line, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (argparse's own repeat the whole usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _usage_error(prog: str, message: str) -> int:
+    """Print ``message`` as the one-line usage error of ``prog`` and return exit code 2."""
+    print(f"{prog}: error: {_one_line(message)}", file=sys.stderr, flush=True)
+    return EXIT_USAGE
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """Squash ``text`` to a single line of at most ``limit`` characters, for error messages."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _exit_code(exc: SystemExit) -> int:
+    """The int code of a SystemExit raised by argparse (``--help`` → 0, errors → 2)."""
+    return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USAGE)
+
+
+# --- option types: each raises ArgumentTypeError, which argparse turns into a one-line error -------
+
+
+def _positive_float(text: str) -> float:
+    """A number of seconds greater than zero."""
+    value = _float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, not {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    """A number of seconds, zero allowed."""
+    value = _float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text!r}")
+    return value
+
+
+def _float(text: str) -> float:
+    """A finite float."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return value
+
+
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    """An int type for argparse that refuses values below ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {minimum} or more, not {value}")
+        return value
+
+    return parse
+
+
+def _count(text: str) -> int:
+    """``--count``: a positive number of calls, or -1 for "until interrupted"."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1 and value != -1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, or -1 for no limit, not {value}")
+    return value
+
+
+# --- shared set-up ---------------------------------------------------------------------------------
+
+
+def _add_common_options(parser: argparse.ArgumentParser) -> None:
+    """The options both tools share: key, --insecure, verbosity."""
+    parser.add_argument(
+        "--key-file",
+        metavar="PATH",
+        help="sign and check every message with the key in this file (at least 16 bytes; a trailing "
+        "newline is ignored); default: the PIRATE_ACTORS_KEY environment variable, else no key",
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback endpoint without a key (anyone who can reach it can run code)",
+    )
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-v", "--verbose", action="store_true", help="log debug messages too")
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+
+
+def _configure_logging(verbose: bool, quiet: bool) -> None:
+    """Log to stderr: debug with -v, warnings only with -q, else info. The library itself only logs."""
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+
+
+def _read_key(path: str | None) -> bytes | None:
+    """The bytes of the key file without trailing CR/LF, or None (the library then reads the env)."""
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as file:
+            return file.read().rstrip(b"\r\n")
+    except OSError as exc:
+        raise UsageError(f"cannot read key file {path!r}: {exc.strerror or exc}") from None
+
+
+def _install_signal_handlers(handler: _SignalHandler) -> dict[int, Any]:
+    """Route SIGINT and SIGTERM to ``handler``; return the previous handlers."""
+    return {signum: signal.signal(signum, handler) for signum in _SIGNALS}
+
+
+def _restore_signal_handlers(previous: dict[int, Any]) -> None:
+    """Put back the handlers ``_install_signal_handlers`` replaced."""
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
+# --- pirate-worker ---------------------------------------------------------------------------------
+
+
+def _worker_parser() -> argparse.ArgumentParser:
+    """The options of pirate-worker (SPEC §8)."""
+    parser = _Parser(
+        prog="pirate-worker",
+        description="Serve the public methods of a ProcedureActor subclass to the pirate_actors client "
+        "bound at ENDPOINT. SIGINT or SIGTERM stops it gracefully: running calls finish, exit 0.",
+    )
+    parser.add_argument(
+        "target",
+        metavar="MODULE:CLASS",
+        help="the ProcedureActor subclass to serve, e.g. demos.procedures:DemoProcedures "
+        "(the current directory is importable)",
+    )
+    parser.add_argument(
+        "--connect",
+        metavar="ENDPOINT",
+        default=DEFAULT_ENDPOINT,
+        help=f"the client's endpoint (default: {DEFAULT_ENDPOINT})",
+    )
+    parser.add_argument(
+        "--pool-size",
+        metavar="N",
+        type=_int_at_least(1),
+        default=4,
+        help="procedure actors, i.e. calls run at once (default: 4)",
+    )
+    parser.add_argument(
+        "--prefetch",
+        metavar="N",
+        type=_int_at_least(0),
+        default=None,
+        help="calls that may wait inside the worker beyond the running ones (default: the pool size)",
+    )
+    parser.add_argument("--name", help="the name the client shows for this worker (default: host and pid)")
+    parser.add_argument(
+        "--heartbeat",
+        metavar="S",
+        type=_positive_float,
+        default=1.0,
+        help="seconds between heartbeats (default: 1.0)",
+    )
+    parser.add_argument(
+        "--liveness",
+        metavar="N",
+        type=_int_at_least(1),
+        default=3,
+        help="missed heartbeats after which the client counts this worker dead (default: 3)",
+    )
+    _add_common_options(parser)
+    return parser
+
+
+def _load_actor_class(target: str) -> type[ProcedureActor]:
+    """Import ``MODULE:CLASS`` and check it is a ProcedureActor subclass; UsageError otherwise."""
+    module_name, colon, attribute = target.partition(":")
+    if not colon or not module_name or not attribute:
+        raise UsageError(f"expected MODULE:CLASS, e.g. demos.procedures:DemoProcedures, not {target!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # any error raised while importing the user's module is their set-up's
+        raise UsageError(f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}") from None
+    found: object = module
+    for part in attribute.split("."):
+        try:
+            found = getattr(found, part)
+        except AttributeError:
+            raise UsageError(f"module {module_name!r} has no attribute {attribute!r}") from None
+    if not (isinstance(found, type) and issubclass(found, ProcedureActor)):
+        raise UsageError(f"{target} is not a subclass of pirate_actors.ProcedureActor")
+    return found
+
+
+def _procedure_names(actor_class: type[ProcedureActor]) -> list[str]:
+    """The procedures a worker of ``actor_class`` serves, for the start-up log (SPEC §2 rule)."""
+    inherited = set(dir(ProcedureActor))
+    return sorted(
+        name
+        for name in dir(actor_class)
+        if not name.startswith("_") and name not in inherited and callable(getattr(actor_class, name))
+    )
+
+
+def _stop_when_asked(asked: threading.Event, worker: Worker) -> None:
+    """Wait for a stop request, then stop the worker gracefully (runs in its own thread)."""
+    asked.wait()
+    log = logging.getLogger("pirate-worker")
+    log.info("stopping: running calls may finish, calls not started go back to the client")
+    try:
+        worker.stop()
+    except Exception:
+        log.exception("stopping the worker failed")
+
+
+def worker_main(argv: Sequence[str] | None = None) -> int:
+    """Run ``pirate-worker``: serve MODULE:CLASS until SIGINT/SIGTERM; return the exit code."""
+    parser = _worker_parser()
+    try:
+        options = parser.parse_args(argv)
+    except SystemExit as exc:
+        return _exit_code(exc)
+    _configure_logging(options.verbose, options.quiet)
+    log = logging.getLogger("pirate-worker")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as `python -m` does: serve classes from the current directory
+
+    try:
+        actor_class = _load_actor_class(options.target)
+        worker = Worker(
+            actor_class,
+            options.connect,
+            pool_size=options.pool_size,
+            prefetch=options.prefetch,
+            key=_read_key(options.key_file),
+            heartbeat=options.heartbeat,
+            liveness=options.liveness,
+            name=options.name,
+            insecure=options.insecure,
+        )
+    except (UsageError, ValueError) as exc:
+        return _usage_error(parser.prog, str(exc))
+
+    stop_asked = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        """First signal: graceful stop. A second one while stopping: leave at once."""
+        if stop_asked.is_set():
+            os._exit(EXIT_FAILED)
+        stop_asked.set()  # only is_set() and set() here: the main thread never holds this event's lock
+
+    _install_signal_handlers(on_signal)
+    try:
+        worker.start()
+    except (OSError, zmq.ZMQError, ValueError) as exc:
+        return _usage_error(parser.prog, f"cannot start the worker on {options.connect}: {exc}")
+    names = _procedure_names(actor_class)
+    log.info(
+        "serving %s (%s) to %s with %d procedure actors",
+        options.target,
+        ", ".join(names) or "no procedures",
+        options.connect,
+        options.pool_size,
+    )
+    threading.Thread(
+        target=_stop_when_asked, args=(stop_asked, worker), name="pirate-worker-stop", daemon=True
+    ).start()
+    worker.join()
+    if not stop_asked.is_set():
+        log.error("the worker stopped by itself")
+        return EXIT_FAILED
+    log.info("stopped")
+    return EXIT_OK
+
+
+# --- pirate-call -----------------------------------------------------------------------------------
+
+
+def _call_parser() -> argparse.ArgumentParser:
+    """The options of pirate-call (SPEC §8)."""
+    parser = _Parser(
+        prog="pirate-call",
+        description="Bind ENDPOINT, wait for a worker, call PROCEDURE and print its result "
+        "(partial messages go to stderr as they arrive). Exit codes: 0 success, 1 the procedure raised "
+        "(or a protocol error), 2 usage or local set-up error, 3 no worker, 4 call timeout, "
+        "5 worker lost; with several calls, the code of the last failed one.",
+    )
+    parser.add_argument("endpoint", metavar="ENDPOINT", help="the endpoint to bind, e.g. tcp://127.0.0.1:5550")
+    parser.add_argument("procedure", metavar="PROCEDURE", help="the procedure to call, e.g. ping")
+    parser.add_argument(
+        "--args",
+        metavar="ARGS",
+        default="[]",
+        help="positional arguments: a JSON array, or the items of one ('\"apple\", \"orange\"', '5'); "
+        "one list argument is '[[1, 2]]'",
+    )
+    parser.add_argument(
+        "--kwargs",
+        metavar="KWARGS",
+        default="{}",
+        help="keyword arguments: a JSON object, or its members ('\"str1\": \"apple\", \"str2\": \"orange\"')",
+    )
+    parser.add_argument(
+        "--count",
+        metavar="N",
+        type=_count,
+        default=1,
+        help="how many times to call (default: 1; -1: until SIGINT/SIGTERM); "
+        "a count other than 1 ends with a summary line on stderr",
+    )
+    parser.add_argument(
+        "--timeout", metavar="S", type=_positive_float, default=5.0, help="seconds each call may take (default: 5)"
+    )
+    parser.add_argument(
+        "--wait",
+        metavar="S",
+        type=_non_negative_float,
+        default=5.0,
+        help="seconds to wait for a worker to register (default: 5)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print results (and partials) as JSON instead of Python repr"
+    )
+    _add_common_options(parser)
+    return parser
+
+
+def parse_call_arguments(args_text: str, kwargs_text: str) -> tuple[list[Any], dict[str, Any]]:
+    """Read ``--args`` and ``--kwargs`` as JSON (never evaluated); UsageError if they are not.
+
+    ``--args`` is a JSON array, else the items of one (``5`` → ``[5]``); ``--kwargs`` is a JSON
+    object, else the members of one.
+    """
+    args = _json_container(args_text, "[", "]", list, "--args", "a JSON array or its items")
+    kwargs = _json_container(kwargs_text, "{", "}", dict, "--kwargs", "a JSON object or its members")
+    return args, kwargs
+
+
+def _json_container(text: str, opening: str, closing: str, kind: type, option: str, expected: str) -> Any:
+    """``text`` as JSON of type ``kind``, or else ``opening + text + closing`` as JSON of that type."""
+    for candidate in (text, f"{opening}{text}{closing}"):
+        try:
+            value = json.loads(candidate)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(value, kind):
+            return value
+    raise UsageError(f"{option} must be {expected}, not {_one_line(text, 80)!r}")
+
+
+class _Outcome:
+    """How the calls of one pirate-call went: the summary line's numbers and the exit code."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.errors = 0
+        self.exit_code = EXIT_OK
+        self.started: float | None = None
+        self.finished: float | None = None
+
+    def add(self, exit_code: int) -> None:
+        """Count one finished call; a failed one sets the exit code (the last failure wins)."""
+        self.calls += 1
+        self.finished = time.perf_counter()
+        if exit_code != EXIT_OK:
+            self.errors += 1
+            self.exit_code = exit_code
+
+    def summary(self) -> str:
+        """``N calls, E errors, X calls/s`` (SPEC §8)."""
+        elapsed = (self.finished or 0.0) - (self.started or 0.0)
+        rate = self.calls / elapsed if self.calls and elapsed > 0 else 0.0
+        return f"{self.calls} calls, {self.errors} errors, {rate:.1f} calls/s"
+
+
+class _Caller:
+    """Makes the calls of one pirate-call, one at a time, in its own thread.
+
+    Keeping the calls off the main thread means a signal only ever interrupts the main thread's
+    wait, never the library half-way through a submit; ``interrupt()`` then cancels the call in
+    flight from ordinary (non-signal) code.
+    """
+
+    def __init__(
+        self, client: Client, options: argparse.Namespace, args: list[Any], kwargs: dict[str, Any]
+    ) -> None:
+        self.client = client
+        self.options = options
+        self.args = args
+        self.kwargs = kwargs
+        self.outcome = _Outcome()
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._wake: threading.Event | None = None
+
+    def interrupt(self) -> None:
+        """Stop after the call in flight, cancelling it if it has not finished."""
+        self._stopping.set()
+        with self._lock:
+            if self._wake is not None:
+                self._wake.set()
+
+    def run(self) -> None:
+        """Call the procedure ``--count`` times (forever for -1) unless interrupted."""
+        remaining = self.options.count
+        self.outcome.started = time.perf_counter()
+        while remaining != 0 and not self._stopping.is_set():
+            if not self._call_once():
+                return
+            remaining -= 1
+
+    def _call_once(self) -> bool:
+        """Make one call and report it; False if it was interrupted (and so not counted)."""
+        wake = threading.Event()
+        with self._lock:
+            self._wake = wake
+        future = self.client.submit(self.options.procedure, *self.args, **self.kwargs)
+        future.add_done_callback(lambda _: wake.set())
+        if not self.options.quiet:
+            future.add_partial_callback(self._print_partial)
+        if self._stopping.is_set():
+            wake.set()
+        wake.wait(self.options.timeout)
+        if not future.done():
+            future.cancel()  # on timeout or interrupt: wherever the call is, it is dropped
+        if future.done() and not future.cancelled():
+            self.outcome.add(self._report(future))  # it finished by itself, maybe just in time
+            return True
+        if self._stopping.is_set():
+            return False
+        if future.worker is None:
+            _print_error(f"NoWorkerError: no worker took {self.options.procedure!r} within {self.options.timeout:g} s")
+            self.outcome.add(EXIT_NO_WORKER)
+        else:
+            _print_error(f"CallTimeout: no reply to {self.options.procedure!r} within {self.options.timeout:g} s")
+            self.outcome.add(EXIT_TIMEOUT)
+        return True
+
+    def _report(self, future: CallFuture) -> int:
+        """Print a finished call's result (stdout) or error (stderr); return its exit code."""
+        error = future.exception()
+        if error is None:
+            return self._print_result(future.result())
+        return _report_error(error)
+
+    def _print_result(self, result: Any) -> int:
+        """Print one result as repr, or JSON with --json; exit code 1 if JSON cannot express it."""
+        if self.options.json:
+            try:
+                text = json.dumps(result)
+            except (TypeError, ValueError) as exc:
+                _print_error(f"the result cannot be printed as JSON ({exc}); its repr: {result!r}")
+                return EXIT_FAILED
+        else:
+            text = repr(result)
+        try:
+            print(text, flush=True)
+        except BrokenPipeError:  # e.g. `pirate-call ... --count -1 | head`: stop as if interrupted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            self._stopping.set()
+        return EXIT_OK
+
+    def _print_partial(self, future: CallFuture, message: Any) -> None:
+        """Show a partial message on stderr as it arrives (called on the client's thread)."""
+        if isinstance(message, str):
+            text = message
+        elif self.options.json:
+            try:
+                text = json.dumps(message)
+            except (TypeError, ValueError):
+                text = repr(message)
+        else:
+            text = repr(message)
+        print(f"partial: {text}", file=sys.stderr, flush=True)
+
+
+def _report_error(error: BaseException) -> int:
+    """Print a failed call's error on stderr (with the remote traceback) and return its exit code."""
+    if isinstance(error, NoWorkerError):
+        code = EXIT_NO_WORKER
+    elif isinstance(error, CallTimeout):
+        code = EXIT_TIMEOUT
+    elif isinstance(error, WorkerLost):
+        code = EXIT_WORKER_LOST
+    else:  # the procedure raised (rebuilt or RemoteError), a ProtocolError, or any other failure
+        code = EXIT_FAILED
+    remote = ""
+    if isinstance(error, RemoteError):
+        remote = error.remote_traceback
+        name = error.type_name if type(error) is RemoteError else type(error).__name__
+        text = error.message
+    else:
+        if isinstance(error.__cause__, RemoteTraceback):
+            remote = str(error.__cause__)
+        name, text = type(error).__name__, str(error)
+    if remote:
+        print(remote.rstrip("\n"), file=sys.stderr)
+    _print_error(f"{name}: {text}" if text else name)
+    return code
+
+
+def _print_error(message: str) -> None:
+    """One ``pirate-call: error: ...`` line on stderr."""
+    print(f"pirate-call: error: {message}", file=sys.stderr, flush=True)
+
+
+class _Interrupted(Exception):
+    """Raised in the main thread by the first SIGINT/SIGTERM of a pirate-call."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def call_main(argv: Sequence[str] | None = None) -> int:
+    """Run ``pirate-call``: bind, wait for a worker, make the calls; return the exit code (SPEC §8)."""
+    parser = _call_parser()
+    try:
+        options = parser.parse_args(argv)
+        args, kwargs = parse_call_arguments(options.args, options.kwargs)
+    except SystemExit as exc:
+        return _exit_code(exc)
+    except UsageError as exc:
+        return _usage_error(parser.prog, str(exc))
+    _configure_logging(options.verbose, options.quiet)
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())  # so results and errors of the user's own types can be rebuilt
+
+    try:
+        client = Client(
+            options.endpoint,
+            key=_read_key(options.key_file),
+            timeout=options.timeout,
+            insecure=options.insecure,
+        )
+        client.start()
+    except UsageError as exc:
+        return _usage_error(parser.prog, str(exc))
+    except (OSError, zmq.ZMQError, ValueError) as exc:
+        return _usage_error(parser.prog, f"cannot bind {options.endpoint}: {exc}")
+    try:
+        return _run_calls(client, options, args, kwargs)
+    finally:
+        client.close()
+
+
+def _run_calls(client: Client, options: argparse.Namespace, args: list[Any], kwargs: dict[str, Any]) -> int:
+    """Wait for a worker and make the calls; the first SIGINT/SIGTERM stops them (SPEC §8)."""
+    log = logging.getLogger("pirate-call")
+    caller = _Caller(client, options, args, kwargs)
+    thread = threading.Thread(target=caller.run, name="pirate-call", daemon=True)
+    signalled: list[int] = []
+    armed = [True]
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        """Interrupt the main thread's wait, once, and only while it waits; later signals do nothing."""
+        if armed[0] and not signalled:
+            signalled.append(signum)
+            raise _Interrupted(signum)
+
+    previous = _install_signal_handlers(on_signal)
+    try:
+        log.debug("bound %s; waiting up to %g s for a worker", options.endpoint, options.wait)
+        try:
+            client.wait_for_worker(timeout=options.wait)
+        except NoWorkerError:
+            _print_error(f"NoWorkerError: no worker registered at {options.endpoint} within {options.wait:g} s")
+            caller.outcome.exit_code = EXIT_NO_WORKER  # no call was made: none is counted
+        else:
+            thread.start()
+            thread.join()
+        armed[0] = False
+    except _Interrupted:
+        armed[0] = False
+        caller.interrupt()
+        if thread.ident is not None:
+            thread.join()
+    finally:
+        _restore_signal_handlers(previous)
+    if options.count != 1:
+        print(caller.outcome.summary(), file=sys.stderr, flush=True)
+    if signalled and options.count == 1 and caller.outcome.calls == 0:
+        return 128 + signalled[0]  # the one call asked for never finished: say it was interrupted
+    return caller.outcome.exit_code
+
+
+if __name__ == "__main__":  # pragma: no cover - the console scripts are the entry points
+    sys.exit(call_main())
