@@ -9,7 +9,7 @@ import pickle
 import traceback
 from typing import Any
 
-import cloudpickle
+import cloudpickle  # type: ignore[import-untyped]
 
 from ._errors import ProtocolError, RemoteError, RemoteTraceback, UnknownProcedure
 
@@ -29,7 +29,8 @@ class ErrorKind:
 
 def dumps(obj: Any) -> bytes:
     """Serialise with cloudpickle (lambdas and local classes travel too)."""
-    return cloudpickle.dumps(obj, protocol=PROTOCOL)
+    data: bytes = cloudpickle.dumps(obj, protocol=PROTOCOL)
+    return data
 
 
 def loads(data: bytes) -> Any:
@@ -72,10 +73,10 @@ def load_error(data: bytes) -> tuple[str, BaseException]:
         return kind, ProtocolError(message)
     if pickled is not None:
         try:
-            exc = pickle.loads(pickled)
+            rebuilt = pickle.loads(pickled)
         except Exception:  # noqa: BLE001 - will not rebuild here: fall back to RemoteError
-            exc = None
-        if isinstance(exc, Exception):
-            exc.__cause__ = RemoteTraceback(tb)
-            return kind, exc
+            rebuilt = None
+        if isinstance(rebuilt, Exception):
+            rebuilt.__cause__ = RemoteTraceback(tb)
+            return kind, rebuilt
     return kind, RemoteError(type_name, message, tb)

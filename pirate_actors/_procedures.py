@@ -25,6 +25,8 @@ __all__ = ["ProcedureActor", "procedures_of"]
 
 logger = logging.getLogger("pirate_actors.procedures")
 
+_OVERHEAD = 128  # frames around one reply: signature, command, entry header, MAC
+
 
 @dataclass(frozen=True)
 class Run:
@@ -141,7 +143,7 @@ class ProcedureActor(pykka.ThreadingActor):
         fatal = False
         try:
             result = getattr(self, procedure)(*args, **kwargs)
-            command, body = Command.REPLY, self.__dump_result(result, run.max_size)
+            command, body = self.__dump_result(result, run.max_size)
         except Exception as exc:  # noqa: BLE001 - the caller gets it
             command, body = Command.ERROR, _codec.dump_exception(exc)
         except BaseException as exc:  # noqa: BLE001 - SystemExit & co: reply, then be replaced
@@ -155,17 +157,20 @@ class ProcedureActor(pykka.ThreadingActor):
             self.stop()
 
     @staticmethod
-    def __dump_result(result: Any, max_size: int) -> bytes:
+    def __dump_result(result: Any, max_size: int) -> tuple[Command, bytes]:
+        """REPLY with the pickled result, or ERROR if it cannot be pickled or is too large."""
         try:
             body = _codec.dumps(result)
         except Exception as exc:  # noqa: BLE001
-            return _codec.dump_exception(exc)
-        if len(body) > max_size:
-            return _codec.dump_error(
+            return Command.ERROR, _codec.dump_error(
+                ErrorKind.PROTOCOL, "ProtocolError", f"cannot pickle the result: {exc!r}"
+            )
+        if len(body) > max_size - _OVERHEAD:
+            return Command.ERROR, _codec.dump_error(
                 ErrorKind.PROTOCOL, "ProtocolError",
                 f"result of {len(body)} bytes exceeds max_message_size ({max_size})",
             )
-        return body
+        return Command.REPLY, body
 
     def _actor_loop_teardown(self) -> None:
         """Hand back calls that never started and tell the supervisor this actor is gone.

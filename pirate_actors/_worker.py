@@ -115,7 +115,7 @@ class _SocketActor(pykka.ThreadingActor):
     use_daemon_thread = True
 
     @staticmethod
-    def _create_actor_inbox() -> _SocketInbox:  # type: ignore[override]
+    def _create_actor_inbox() -> _SocketInbox:
         return _SocketInbox()
 
     def __init__(self, config: _Config) -> None:
@@ -514,7 +514,8 @@ class Worker:
         unauthenticated, live procedure actors, replacements."""
         if self._ref is None:
             raise RuntimeError("worker not started")
-        result: dict[str, Any] = self._ref.ask(_GetStats(), timeout=timeout)
+        result = self._ref.ask(_GetStats(), block=True, timeout=timeout)
+        assert isinstance(result, dict)
         return result
 
     def __enter__(self) -> Worker:

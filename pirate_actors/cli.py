@@ -68,7 +68,7 @@ def _usage_error(prog: str, message: str) -> int:
     return EXIT_USAGE
 
 
-def _one_line(text: str, limit: int = 300) -> str:
+def _one_line(text: str, limit: int = 500) -> str:
     """Squash ``text`` to a single line of at most ``limit`` characters, for error messages."""
     line = " ".join(text.split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
@@ -138,13 +138,13 @@ def _count(text: str) -> int:
 # --- shared set-up ---------------------------------------------------------------------------------
 
 
-def _add_common_options(parser: argparse.ArgumentParser) -> None:
+def _add_common_options(parser: argparse.ArgumentParser, quiet_help: str) -> None:
     """The options both tools share: key, --insecure, verbosity."""
     parser.add_argument(
         "--key-file",
         metavar="PATH",
-        help="sign and check every message with the key in this file (at least 16 bytes; a trailing "
-        "newline is ignored); default: the PIRATE_ACTORS_KEY environment variable, else no key",
+        help="sign and check every message with the key in this file (at least 16 bytes; trailing "
+        "newlines are ignored); default: the PIRATE_ACTORS_KEY environment variable, else no key",
     )
     parser.add_argument(
         "--insecure",
@@ -153,11 +153,15 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
     )
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_true", help="log debug messages too")
-    verbosity.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    verbosity.add_argument("-q", "--quiet", action="store_true", help=quiet_help)
 
 
-def _configure_logging(verbose: bool, quiet: bool) -> None:
-    """Log to stderr: debug with -v, warnings only with -q, else info. The library itself only logs."""
+def _configure_logging(verbose: bool, quiet: bool, library_level: int = logging.INFO) -> None:
+    """Log to stderr (the library itself only logs): -v debug, -q warnings only, else info.
+
+    Without -v or -q the library's own messages are shown from ``library_level`` up, so pirate-call
+    can keep its output to the call itself.
+    """
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(
         level=level,
@@ -165,6 +169,8 @@ def _configure_logging(verbose: bool, quiet: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    if not (verbose or quiet):
+        logging.getLogger("pirate_actors").setLevel(library_level)
 
 
 def _read_key(path: str | None) -> bytes | None:
@@ -225,7 +231,7 @@ def _worker_parser() -> argparse.ArgumentParser:
         default=None,
         help="calls that may wait inside the worker beyond the running ones (default: the pool size)",
     )
-    parser.add_argument("--name", help="the name the client shows for this worker (default: host and pid)")
+    parser.add_argument("--name", help="the name the client shows for this worker (default: host, pid and a random suffix)")
     parser.add_argument(
         "--heartbeat",
         metavar="S",
@@ -240,7 +246,7 @@ def _worker_parser() -> argparse.ArgumentParser:
         default=3,
         help="missed heartbeats after which the client counts this worker dead (default: 3)",
     )
-    _add_common_options(parser)
+    _add_common_options(parser, quiet_help="log warnings and errors only")
     return parser
 
 
@@ -262,16 +268,6 @@ def _load_actor_class(target: str) -> type[ProcedureActor]:
     if not (isinstance(found, type) and issubclass(found, ProcedureActor)):
         raise UsageError(f"{target} is not a subclass of pirate_actors.ProcedureActor")
     return found
-
-
-def _procedure_names(actor_class: type[ProcedureActor]) -> list[str]:
-    """The procedures a worker of ``actor_class`` serves, for the start-up log (SPEC §2 rule)."""
-    inherited = set(dir(ProcedureActor))
-    return sorted(
-        name
-        for name in dir(actor_class)
-        if not name.startswith("_") and name not in inherited and callable(getattr(actor_class, name))
-    )
 
 
 def _stop_when_asked(asked: threading.Event, worker: Worker) -> None:
@@ -324,23 +320,22 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
     _install_signal_handlers(on_signal)
     try:
         worker.start()
-    except (OSError, zmq.ZMQError, ValueError) as exc:
+    except (OSError, zmq.ZMQError, ValueError, RuntimeError) as exc:
         return _usage_error(parser.prog, f"cannot start the worker on {options.connect}: {exc}")
-    names = _procedure_names(actor_class)
     log.info(
-        "serving %s (%s) to %s with %d procedure actors",
+        "started %s with %d procedure actors; SIGINT or SIGTERM stops it gracefully",
         options.target,
-        ", ".join(names) or "no procedures",
-        options.connect,
         options.pool_size,
     )
-    threading.Thread(
+    stopper = threading.Thread(
         target=_stop_when_asked, args=(stop_asked, worker), name="pirate-worker-stop", daemon=True
-    ).start()
+    )
+    stopper.start()
     worker.join()
     if not stop_asked.is_set():
         log.error("the worker stopped by itself")
         return EXIT_FAILED
+    stopper.join()  # let stop() finish closing the sockets before the interpreter exits
     log.info("stopped")
     return EXIT_OK
 
@@ -393,7 +388,7 @@ def _call_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--json", action="store_true", help="print results (and partials) as JSON instead of Python repr"
     )
-    _add_common_options(parser)
+    _add_common_options(parser, quiet_help="log warnings and errors only, and hide partial messages")
     return parser
 
 
@@ -594,7 +589,7 @@ def call_main(argv: Sequence[str] | None = None) -> int:
         return _exit_code(exc)
     except UsageError as exc:
         return _usage_error(parser.prog, str(exc))
-    _configure_logging(options.verbose, options.quiet)
+    _configure_logging(options.verbose, options.quiet, library_level=logging.WARNING)
     if os.getcwd() not in sys.path:
         sys.path.append(os.getcwd())  # so results and errors of the user's own types can be rebuilt
 
@@ -605,10 +600,11 @@ def call_main(argv: Sequence[str] | None = None) -> int:
             timeout=options.timeout,
             insecure=options.insecure,
         )
-        client.start()
-    except UsageError as exc:
+    except (UsageError, ValueError) as exc:  # an unreadable or short key, a refused endpoint
         return _usage_error(parser.prog, str(exc))
-    except (OSError, zmq.ZMQError, ValueError) as exc:
+    try:
+        client.start()
+    except (OSError, zmq.ZMQError, ValueError) as exc:  # e.g. address in use
         return _usage_error(parser.prog, f"cannot bind {options.endpoint}: {exc}")
     try:
         return _run_calls(client, options, args, kwargs)

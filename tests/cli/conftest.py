@@ -1,0 +1,236 @@
+"""Fixtures for the command-line tests: the installed console scripts, run as real processes.
+
+Every test talks to real processes over real sockets on 127.0.0.1 and synchronises on what they
+print (a log line, a partial message, a result), never on a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+DEMO_CLASS = "demos.procedures:DemoProcedures"
+WORKER_STARTED = re.compile(r"pirate-worker: started ")
+LINE_TIMEOUT = 20.0  # generous: the machine may be busy; a healthy run sees lines in well under 1 s
+
+
+def console_script(name: str) -> str:
+    """The installed console script ``name``: beside this interpreter, else on PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed: run `pip install -e .` in the repository first")
+    return found
+
+
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out for outgoing connections (Linux), else 32768."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_used_ports: set[int] = set()
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1, below the ephemeral range and never handed out twice.
+
+    Below the ephemeral range because a worker keeps reconnecting to a port nobody listens on, and
+    a connect to an ephemeral port can pick that same port as its source and connect to itself.
+    """
+    low, high = 20000, min(_ephemeral_low(), 32768)
+    for _ in range(200):
+        port = random.randrange(low, high)
+        if port in _used_ports:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _used_ports.add(port)
+        return port
+    raise RuntimeError("no free port found")
+
+
+def script_env() -> dict[str, str]:
+    """The environment for the scripts: no key from the caller's env, the scripts' folder first on PATH."""
+    env = dict(os.environ)
+    env.pop("PIRATE_ACTORS_KEY", None)
+    env["PATH"] = f"{Path(console_script('pirate-call')).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class Process:
+    """A running console script whose stdout and stderr lines are collected by reader threads."""
+
+    def __init__(self, argv: list[str], cwd: Path = REPO, env: dict[str, str] | None = None) -> None:
+        self.argv = argv
+        self.popen = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env or script_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        self._changed = threading.Condition()
+        assert self.popen.stdout is not None and self.popen.stderr is not None
+        self._readers = [
+            threading.Thread(target=self._read, args=("stdout", self.popen.stdout), daemon=True),
+            threading.Thread(target=self._read, args=("stderr", self.popen.stderr), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _read(self, name: str, stream: object) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            with self._changed:
+                self.lines[name].append(line.rstrip("\n"))
+                self._changed.notify_all()
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def stdout(self) -> str:
+        with self._changed:
+            return "\n".join(self.lines["stdout"])
+
+    @property
+    def stderr(self) -> str:
+        with self._changed:
+            return "\n".join(self.lines["stderr"])
+
+    def wait_for_line(self, pattern: str | re.Pattern[str], stream: str = "stderr", timeout: float = LINE_TIMEOUT) -> str:
+        """The first line of ``stream`` matching ``pattern``; fails (with the output) if none comes."""
+        regex = re.compile(pattern)
+        with self._changed:
+            found = self._changed.wait_for(
+                lambda: any(regex.search(line) for line in self.lines[stream]) or self.popen.poll() is not None,
+                timeout,
+            )
+            matches = [line for line in self.lines[stream] if regex.search(line)]
+        if not matches:
+            state = "exited" if found else "timed out"
+            pytest.fail(f"{self.argv[0]} {state} before a line matching {regex.pattern!r} on {stream}:\n{self.describe()}")
+        return matches[0]
+
+    def finish(self, timeout: float = LINE_TIMEOUT) -> int:
+        """Wait for the process to end and its output to be read; its exit code."""
+        try:
+            code = self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{self.argv[0]} did not exit within {timeout} s:\n{self.describe()}")
+        for reader in self._readers:
+            reader.join(timeout)
+        return code
+
+    def signal(self, signum: int) -> None:
+        self.popen.send_signal(signum)
+
+    def kill(self) -> None:
+        """End the process if it still runs (teardown)."""
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait(10)
+
+    def describe(self) -> str:
+        return f"argv: {self.argv}\n--- stdout:\n{self.stdout}\n--- stderr:\n{self.stderr}"
+
+
+class Processes:
+    """Starts console scripts for one test and ends whatever is still running afterwards."""
+
+    def __init__(self) -> None:
+        self.started: list[Process] = []
+
+    def worker(
+        self, endpoint: str, *options: str, target: str = DEMO_CLASS, cwd: Path = REPO, wait: bool = True
+    ) -> Process:
+        """Start ``pirate-worker target --connect endpoint``; by default wait until it has started."""
+        process = self.start([console_script("pirate-worker"), target, "--connect", endpoint, *options], cwd=cwd)
+        if wait:
+            process.wait_for_line(WORKER_STARTED)
+        return process
+
+    def call(self, endpoint: str, procedure: str, *options: str, env: dict[str, str] | None = None) -> Process:
+        """Start ``pirate-call endpoint procedure options...`` without waiting for it."""
+        return self.start([console_script("pirate-call"), endpoint, procedure, *options], env=env)
+
+    def start(self, argv: list[str], cwd: Path = REPO, env: dict[str, str] | None = None) -> Process:
+        process = Process(argv, cwd=cwd, env=env)
+        self.started.append(process)
+        return process
+
+    def close(self) -> None:
+        for process in self.started:
+            if process.popen.poll() is None:
+                process.signal(signal.SIGTERM)
+        for process in self.started:
+            try:
+                process.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@pytest.fixture
+def processes() -> Iterator[Processes]:
+    """Console-script processes for one test, ended at its end."""
+    started = Processes()
+    try:
+        yield started
+    finally:
+        started.close()
+
+
+@pytest.fixture
+def endpoint() -> str:
+    """A fresh loopback endpoint for one test."""
+    return f"tcp://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture(scope="module")
+def demo_endpoint() -> Iterator[str]:
+    """The endpoint of a DemoProcedures worker shared by a module's tests (it is never stopped by them)."""
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    started = Processes()
+    try:
+        started.worker(endpoint)
+        yield endpoint
+    finally:
+        started.close()
+
+
+def run_call(endpoint: str, procedure: str, *options: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    """Run ``pirate-call endpoint procedure options...`` to its end and return what it did."""
+    return subprocess.run(
+        [console_script("pirate-call"), endpoint, procedure, *options],
+        cwd=REPO,
+        env=script_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
