@@ -19,7 +19,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import zmq
 
@@ -75,6 +75,14 @@ class _Load:
     @property
     def free(self) -> int:
         return -1 if self.leaving else self.capacity - len(self.calls)
+
+
+@dataclass(frozen=True)
+class _Query:
+    """A question for the client thread, answered through ``future``."""
+
+    ask: Callable[[_Loop], Any]
+    future: concurrent.futures.Future[Any]
 
 
 class _Loop:
@@ -144,14 +152,11 @@ class _Loop:
                 self.queue.append(item)
             elif isinstance(item, int):
                 self._cancel(item)
-            elif isinstance(item, concurrent.futures.Future):
-                item.set_result(
-                    [
-                        WorkerInfo(peer.decode(errors="replace"), load.name, load.procedures,
-                                   load.capacity, len(load.calls))
-                        for peer, load in self.load.items() if not load.leaving
-                    ]
-                )
+            elif isinstance(item, _Query):
+                try:
+                    item.future.set_result(item.ask(self))
+                except Exception as exc:  # noqa: BLE001 - a query must not kill the loop
+                    item.future.set_exception(exc)
             elif item is _CLOSE:
                 self.closing = True
 
@@ -501,14 +506,40 @@ class Client:
             if not self._workers_cond.wait_for(lambda: self._worker_count > 0, timeout):
                 raise NoWorkerError(f"no worker registered at {self.endpoint} within {timeout:g} s")
 
-    def workers(self) -> list[WorkerInfo]:
-        """The registered workers, with the calls each holds now."""
+    def _ask(self, ask: Callable[[_Loop], Any], default: Any) -> Any:
         thread = self._thread
         if thread is None or not thread.is_alive():
-            return []
-        future: concurrent.futures.Future[list[WorkerInfo]] = concurrent.futures.Future()
-        self._mailbox.put(future)
-        return future.result(timeout=10)
+            return default
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._mailbox.put(_Query(ask, future))
+        try:
+            return future.result(timeout=10)
+        except concurrent.futures.TimeoutError:
+            return default  # closed meanwhile
+
+    def workers(self) -> list[WorkerInfo]:
+        """The registered workers, with the calls each holds now."""
+        def ask(loop: _Loop) -> list[WorkerInfo]:
+            return [
+                WorkerInfo(peer.decode(errors="replace"), load.name, load.procedures,
+                           load.capacity, len(load.calls))
+                for peer, load in loop.load.items() if not load.leaving
+            ]
+        result: list[WorkerInfo] = self._ask(ask, [])
+        return result
+
+    def stats(self) -> dict[str, int]:
+        """Counters of the client loop: messages received and sent, and those dropped as
+        malformed or unauthenticated."""
+        def ask(loop: _Loop) -> dict[str, int]:
+            stats = loop.protocol.stats
+            return {
+                "malformed": stats.malformed, "unauthenticated": stats.unauthenticated,
+                "received": stats.received, "sent": stats.sent,
+                "queued": len(loop.queue), "in_flight": len(loop.calls) - len(loop.queue),
+            }
+        result: dict[str, int] = self._ask(ask, {})
+        return result
 
     # -- calls
 

@@ -151,10 +151,12 @@ class Pool:
         self.waiting.clear()
         return ids
 
-    def close(self) -> None:
-        """Stop every actor without waiting: a running procedure cannot be interrupted."""
+    def close(self) -> list[ActorRef[Any]]:
+        """Tell every actor to stop, without waiting (a running procedure cannot be
+        interrupted); returns their refs so the caller can wait for them as long as it likes."""
         self.closed = True
-        for ref in [*self._actors.values(), *self._retired.values()]:
+        refs = [*self._actors.values(), *self._retired.values()]
+        for ref in refs:
             try:
                 ref.stop(block=False)
             except pykka.ActorDeadError:
@@ -162,3 +164,4 @@ class Pool:
         self._actors.clear()
         self._retired.clear()
         self._idle.clear()
+        return refs

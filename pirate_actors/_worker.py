@@ -98,6 +98,7 @@ class _Config:
     context: zmq.Context[zmq.Socket[bytes]]
     started: threading.Event = field(default_factory=threading.Event)
     stopped: threading.Event = field(default_factory=threading.Event)
+    stopping_actors: list[pykka.ActorRef[Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -176,7 +177,7 @@ class _SocketActor(pykka.ThreadingActor):
 
     def _shutdown(self) -> None:
         if self.pool is not None:
-            self.pool.close()
+            self.config.stopping_actors.extend(self.pool.close())
         if self.socket is not None:
             if not self._finished:
                 self._send(self.protocol.disconnect(time.monotonic(), final=True))
@@ -496,10 +497,16 @@ class Worker:
             ref.tell(_BeginStop(timeout))
         except pykka.ActorDeadError:
             pass
+        deadline = time.monotonic() + timeout + 5.0
         if not self._config.stopped.wait(timeout + 5.0):
             logger.error("worker %s did not stop in time", self.name)
+            return
         _live_workers.discard(self)
-        self._context.term() if self._config.stopped.is_set() else None
+        grace = min(deadline, time.monotonic() + 1.0)
+        for actor in self._config.stopping_actors:
+            # Idle actors stop at once; one stuck in a procedure is a daemon thread left behind.
+            actor.actor_stopped.wait(max(0.0, grace - time.monotonic()))
+        self._context.term()
 
     def join(self, timeout: float | None = None) -> bool:
         """Block until the worker has stopped; False on timeout."""
