@@ -39,13 +39,6 @@ class Run:
 
 
 @dataclass(frozen=True)
-class Attach:
-    """Supervisor → new procedure actor, first message: where to say :class:`Exited`."""
-
-    sink: ActorRef[Any]
-
-
-@dataclass(frozen=True)
 class Started:
     """Procedure actor → socket actor: the call began."""
 
@@ -78,6 +71,10 @@ class Exited:
     unrun: tuple[Run, ...]
 
 
+spawning = threading.local()
+"""Set by the supervisor around ``start()``: ``spawning.sink`` is the ref new actors report to."""
+
+
 @lru_cache(maxsize=None)
 def procedures_of(cls: type) -> frozenset[str]:
     """The procedure names of a ``ProcedureActor`` subclass: its own public callables."""
@@ -101,7 +98,8 @@ class ProcedureActor(pykka.ThreadingActor):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.__current: Run | None = None
-        self.__sink: ActorRef[Any] | None = None
+        # The supervisor creates actors in its own thread with this set: where to say Exited.
+        self.__sink: ActorRef[Any] | None = getattr(spawning, "sink", None)
         self.__thread: threading.Thread | None = None
 
     def report(self, message: Any) -> None:
@@ -115,9 +113,6 @@ class ProcedureActor(pykka.ThreadingActor):
         """Run calls; anything else goes to pykka's default handling."""
         if isinstance(message, Run):
             self.__run(message)
-            return None
-        if isinstance(message, Attach):
-            self.__sink = message.sink
             return None
         return super().on_receive(message)
 
@@ -183,8 +178,6 @@ class ProcedureActor(pykka.ThreadingActor):
             envelope = self.actor_inbox.get()
             if isinstance(envelope.message, Run):
                 unrun.append(envelope.message)
-            elif isinstance(envelope.message, Attach):
-                self.__sink = envelope.message.sink
             else:
                 others.append(envelope)
         for envelope in others:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import collections
 import logging
+import time
 from typing import Any, Callable, Iterable
 
 import pykka
 from pykka import ActorRef
 
-from ._procedures import Attach, Run
+from ._procedures import Run, spawning
 
 __all__ = ["Pool"]
 
@@ -25,8 +26,15 @@ logger = logging.getLogger("pirate_actors.supervisor")
 class Pool:
     """Dispatches :class:`Run`\\ s to idle actors and keeps the pool at full strength."""
 
-    def __init__(self, start_actor: Callable[[], ActorRef[Any]], size: int, sink: ActorRef[Any]):
+    def __init__(
+        self,
+        start_actor: Callable[[], ActorRef[Any]],
+        size: int,
+        sink: ActorRef[Any],
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self._start_actor = start_actor
+        self._clock = clock
         self._sink = sink
         self.size = size
         self._actors: dict[str, ActorRef[Any]] = {}
@@ -37,6 +45,9 @@ class Pool:
         self.waiting: collections.OrderedDict[int, Run] = collections.OrderedDict()
         self.replacements = 0
         self.closed = False
+        self._served: set[str] = set()  # actors that finished at least one call
+        self._failed_starts = 0  # consecutive actors that died before serving anything
+        self._pending_spawns: list[float] = []  # when to start delayed replacements
         for _ in range(size):
             self._spawn()
 
@@ -88,6 +99,8 @@ class Pool:
             return False
         del self._busy[actor_urn]
         del self._running[request_id]
+        self._served.add(actor_urn)
+        self._failed_starts = 0
         if actor_urn in self._actors and not self.closed:
             self._idle.append(actor_urn)
             self._dispatch()
@@ -126,20 +139,50 @@ class Pool:
         self._dispatch()
         return orphan
 
-    def _lost(self, urn: str) -> None:
+    def _lost(self, urn: str, now: float | None = None) -> None:
         self._actors.pop(urn, None)
         try:
             self._idle.remove(urn)
         except ValueError:
             pass
-        if not self.closed:
+        if self.closed:
+            return
+        self.replacements += 1
+        if urn in self._served:
             logger.info("procedure actor exited; starting a replacement")
-            self.replacements += 1
             self._spawn()
+            return
+        # It died before serving anything (its on_start failed?): back off, don't spin.
+        self._backoff("procedure actor died before serving a call")
+
+    def _backoff(self, why: str) -> None:
+        self._failed_starts += 1
+        delay = min(5.0, 0.05 * 2 ** min(self._failed_starts, 7))
+        logger.error("%s; replacing it in %.2f s", why, delay)
+        self._pending_spawns.append(self._clock() + delay)
+
+    def next_deadline(self) -> float:
+        """When a delayed replacement is due (inf if none)."""
+        return min(self._pending_spawns, default=float("inf"))
+
+    def tick(self, now: float) -> None:
+        """Start the delayed replacements that are due."""
+        due = [t for t in self._pending_spawns if t <= now]
+        if due and not self.closed:
+            self._pending_spawns = [t for t in self._pending_spawns if t > now]
+            for _ in due:
+                self._spawn()
+            self._dispatch()
 
     def _spawn(self) -> None:
-        ref = self._start_actor()
-        ref.tell(Attach(self._sink))
+        spawning.sink = self._sink
+        try:
+            ref = self._start_actor()
+        except Exception as exc:  # noqa: BLE001 - the user's __init__ raised
+            self._backoff(f"could not create a procedure actor ({exc!r})")
+            return
+        finally:
+            spawning.sink = None
         self._actors[ref.actor_urn] = ref
         self._idle.append(ref.actor_urn)
 

@@ -297,6 +297,8 @@ class _SocketActor(pykka.ThreadingActor):
             return
         now = time.monotonic()
         deadline = self.protocol.next_deadline()
+        if self.pool is not None:
+            deadline = min(deadline, self.pool.next_deadline())
         if self._stop_deadline is not None:
             deadline = min(deadline, self._stop_deadline)
         timeout = 0 if not self.inbox.mailbox.prepare_sleep() else max(0.0, deadline - now)
@@ -309,6 +311,8 @@ class _SocketActor(pykka.ThreadingActor):
         if self.socket in ready:
             self._on_socket()
         now = time.monotonic()
+        if self.pool is not None:
+            self.pool.tick(now)
         events, frames = self.protocol.tick(now)
         self._handle(events)
         for message in frames:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pirate_actors import Client, RemoteError
+import time
+
+from pirate_actors import Client, ProcedureActor, RemoteError
 from tests.conftest import wait_started, wait_until
 
 pytestmark = pytest.mark.timeout(30)
@@ -77,3 +79,23 @@ def test_the_late_reply_of_a_cancelled_call_is_dropped(client: Client, start_wor
     g.opened.set()
     assert client.call("ping") == "pong"
     assert stuck.cancelled() and stuck.partials == ["started"]
+
+
+class FailsToStart(ProcedureActor):
+    def on_start(self) -> None:
+        raise RuntimeError("no database")
+
+    def ping(self) -> str:
+        return "pong"
+
+
+def test_actors_that_die_before_serving_are_replaced_with_backoff_not_in_a_busy_loop(
+    client: Client, start_worker
+) -> None:
+    worker = start_worker(FailsToStart, pool_size=2)
+    client.wait_for_worker()
+    started = time.monotonic()
+    wait_until(lambda: worker.stats()["replacements"] >= 6)
+    # doubling delays from 0.1 s: six replacements of two actors take well over 0.2 s
+    assert time.monotonic() - started > 0.2
+    assert worker.stats()["replacements"] < 40
