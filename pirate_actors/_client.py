@@ -39,6 +39,7 @@ from .protocol import (
     Event,
     Flag,
     FrameCodec,
+    check_settings,
     WorkerGone,
     WorkerLeaving,
     WorkerRegistered,
@@ -121,8 +122,8 @@ class _Loop:
                 ready = dict(poller.poll(None if math.isinf(timeout) else math.ceil(timeout * 1000)))
             finally:
                 mailbox.woken()
-            if self.socket in ready:
-                self._read_socket()
+            if self.socket in ready and not self._read_socket():
+                continue  # more to read: judge liveness only once the backlog is read
             now = time.monotonic()
             events, out = self.protocol.tick(now)
             self._handle(events, now)
@@ -160,12 +161,13 @@ class _Loop:
             elif item is _CLOSE:
                 self.closing = True
 
-    def _read_socket(self) -> None:
+    def _read_socket(self) -> bool:
+        """Handle up to a batch of messages; True once the socket is drained."""
         for _ in range(_MAX_BATCH):
             try:
                 frames = self.socket.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
-                return
+                return True
             if len(frames) < 2:
                 self.protocol.stats.malformed += 1
                 continue
@@ -174,6 +176,7 @@ class _Loop:
             for peer, reply in out:
                 self._send(peer, reply)
             self._handle(events, now)
+        return False
 
     def _send(self, peer: bytes, frames: Sequence[bytes]) -> None:
         try:
@@ -389,8 +392,7 @@ class Client:
         insecure: bool = False,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
-        if not heartbeat > 0 or liveness < 1:
-            raise ValueError("heartbeat must be > 0 and liveness >= 1")
+        check_settings(heartbeat, liveness)
         if not timeout > 0:
             raise ValueError("timeout must be > 0")
         key = resolve_key(key)

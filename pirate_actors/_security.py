@@ -34,6 +34,9 @@ def is_local_endpoint(endpoint: str) -> bool:
     """True for ipc://, inproc:// and tcp:// on loopback (127.0.0.0/8, ::1, localhost)."""
     if endpoint.startswith(("ipc://", "inproc://")):
         return True
+    if endpoint.startswith("tcp://") and ";" in endpoint:
+        # tcp://SOURCE;DESTINATION: only the destination says where the traffic goes.
+        endpoint = "tcp://" + endpoint.rsplit(";", 1)[1]
     match = _TCP.match(endpoint)
     if not match:
         return False

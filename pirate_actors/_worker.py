@@ -43,6 +43,7 @@ from .protocol import (
     Event,
     Flag,
     FrameCodec,
+    check_settings,
     Ready,
     WorkerProtocol,
 )
@@ -144,18 +145,7 @@ class _SocketActor(pykka.ThreadingActor):
     def on_start(self) -> None:
         config = self.config
         try:
-            sock = config.context.socket(zmq.DEALER)
-            sock.setsockopt(zmq.LINGER, 500)
-            sock.setsockopt(zmq.IMMEDIATE, 1)  # READY goes only to a live connection
-            sock.setsockopt(zmq.RECONNECT_IVL, 100)
-            sock.setsockopt(zmq.RECONNECT_IVL_MAX, 0)
-            sock.setsockopt(zmq.MAXMSGSIZE, config.max_message_size)
-            sock.setsockopt(zmq.ROUTING_ID, config.identity)
-            self.monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
-            sock.connect(config.connect)
-            self.socket = sock
-            self.poller.register(sock, zmq.POLLIN)
-            self.poller.register(self.monitor, zmq.POLLIN)
+            self._open_socket()
             self.poller.register(self.inbox.mailbox.fd, zmq.POLLIN)
             self.pool = Pool(self._start_procedure_actor, config.pool_size, self.actor_ref)
             logger.info(
@@ -165,6 +155,41 @@ class _SocketActor(pykka.ThreadingActor):
             )
         finally:
             config.started.set()
+
+    def _open_socket(self) -> None:
+        """Create and connect the DEALER socket and its monitor (in this actor's thread)."""
+        config = self.config
+        sock = config.context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 500)
+        sock.setsockopt(zmq.IMMEDIATE, 1)  # READY goes only to a live connection
+        sock.setsockopt(zmq.RECONNECT_IVL, 100)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, config.max_message_size)
+        sock.setsockopt(zmq.ROUTING_ID, config.identity)
+        self.monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        sock.connect(config.connect)
+        self.socket = sock
+        self.poller.register(sock, zmq.POLLIN)
+        self.poller.register(self.monitor, zmq.POLLIN)
+
+    def _close_socket(self, linger: int | None = None) -> None:
+        if self.socket is not None:
+            self.poller.unregister(self.socket)
+            self.socket.disable_monitor()
+            self.socket.close(linger)
+            self.socket = None
+        if self.monitor is not None:
+            self.poller.unregister(self.monitor)
+            self.monitor.close(linger=0)
+            self.monitor = None
+
+    def _reconnect(self) -> None:
+        """Paranoid Pirate: after the client fell silent, start over with a fresh socket.
+
+        libzmq does not reconnect a session it ended for a protocol error (e.g. a message
+        beyond MAXMSGSIZE), so waiting on the old socket could wait forever."""
+        self._close_socket(linger=0)
+        self._open_socket()
 
     def _start_procedure_actor(self) -> pykka.ActorRef[Any]:
         return self.config.actor_class.start(*self.config.actor_args, **self.config.actor_kwargs)
@@ -178,15 +203,9 @@ class _SocketActor(pykka.ThreadingActor):
     def _shutdown(self) -> None:
         if self.pool is not None:
             self.config.stopping_actors.extend(self.pool.close())
-        if self.socket is not None:
-            if not self._finished:
-                self._send(self.protocol.disconnect(time.monotonic(), final=True))
-            self.socket.disable_monitor()
-            self.socket.close()
-            self.socket = None
-        if self.monitor is not None:
-            self.monitor.close(linger=0)
-            self.monitor = None
+        if self.socket is not None and not self._finished:
+            self._send(self.protocol.disconnect(time.monotonic(), final=True))
+        self._close_socket()
         self.inbox.mailbox.close()
         self.config.stopped.set()
 
@@ -308,8 +327,8 @@ class _SocketActor(pykka.ThreadingActor):
             self.inbox.mailbox.woken()
         if self.monitor in ready:
             self._on_monitor()
-        if self.socket in ready:
-            self._on_socket()
+        if self.socket in ready and not self._on_socket():
+            return  # more to read: judge liveness only once the backlog is read
         now = time.monotonic()
         if self.pool is not None:
             self.pool.tick(now)
@@ -333,14 +352,18 @@ class _SocketActor(pykka.ThreadingActor):
                 self._handle(self.protocol.connected(now))
                 self._send(self.protocol.ready_frames(now))
 
-    def _on_socket(self) -> None:
+    def _on_socket(self) -> bool:
+        """Handle up to a batch of messages; True once the socket is drained."""
         assert self.socket is not None
         for _ in range(_MAX_BATCH):
             try:
                 frames = self.socket.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
-                return
+                return True
             self._handle(self.protocol.receive(frames, time.monotonic()))
+            if self.socket is None:
+                return True  # reconnected meanwhile
+        return False
 
     def _handle(self, events: list[Event]) -> None:
         assert self.pool is not None
@@ -367,6 +390,8 @@ class _SocketActor(pykka.ThreadingActor):
             elif isinstance(event, ClientLost):
                 logger.warning("worker %s lost its client: %s; waiting for one", self.config.name, event.reason)
                 self._abandon_calls()
+                if event.silent:
+                    self._reconnect()
 
     def _request(self, entry: Entry) -> None:
         assert self.pool is not None
@@ -459,8 +484,7 @@ class Worker:
         prefetch = pool_size if prefetch is None else prefetch
         if prefetch < 0:
             raise ValueError("prefetch must be 0 or more")
-        if not heartbeat > 0 or liveness < 1:
-            raise ValueError("heartbeat must be > 0 and liveness >= 1")
+        check_settings(heartbeat, liveness)
         key = resolve_key(key)
         check_endpoint(connect, key, insecure)
         self.name = name or f"{_socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"

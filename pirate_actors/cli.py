@@ -456,6 +456,7 @@ class _Caller:
         self.args = args
         self.kwargs = kwargs
         self.outcome = _Outcome()
+        self.finished = threading.Event()
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._wake: threading.Event | None = None
@@ -468,13 +469,16 @@ class _Caller:
                 self._wake.set()
 
     def run(self) -> None:
-        """Call the procedure ``--count`` times (forever for -1) unless interrupted."""
-        remaining = self.options.count
-        self.outcome.started = time.perf_counter()
-        while remaining != 0 and not self._stopping.is_set():
-            if not self._call_once():
-                return
-            remaining -= 1
+        """Call the procedure ``--count`` times (forever for -1) unless interrupted; then set ``finished``."""
+        try:
+            remaining = self.options.count
+            self.outcome.started = time.perf_counter()
+            while remaining != 0 and not self._stopping.is_set():
+                if not self._call_once():
+                    return
+                remaining -= 1
+        finally:
+            self.finished.set()
 
     def _call_once(self) -> bool:
         """Make one call and report it; False if it was interrupted (and so not counted)."""
@@ -636,13 +640,16 @@ def _run_calls(client: Client, options: argparse.Namespace, args: list[Any], kwa
             caller.outcome.exit_code = EXIT_NO_WORKER  # no call was made: none is counted
         else:
             thread.start()
-            thread.join()
+            # Not thread.join(): before Python 3.13 a join interrupted by a signal handler's exception
+            # marks the thread as stopped while it still runs (bpo-45274's fix), so a second join
+            # would return at once. Waiting on an Event is safe to interrupt.
+            caller.finished.wait()
         armed[0] = False
     except _Interrupted:
         armed[0] = False
         caller.interrupt()
         if thread.ident is not None:
-            thread.join()
+            caller.finished.wait()
     finally:
         _restore_signal_handlers(previous)
     if options.count != 1:

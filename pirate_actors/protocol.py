@@ -163,9 +163,11 @@ class FrameCodec:
             if message.command is not Command.CANCEL:
                 frames.append(b"".join(e.body for e in message.entries))
         elif isinstance(message, Heartbeat):
+            _check_heartbeat(message.heartbeat, message.liveness)
             frames = [SIGNATURE, _COMMAND_BYTES[Command.HEARTBEAT],
                       _HEARTBEAT.pack(message.heartbeat, message.liveness)]
         elif isinstance(message, Ready):
+            _check_heartbeat(message.heartbeat, message.liveness)
             info = {
                 "name": message.name,
                 "capacity": message.capacity,
@@ -226,6 +228,14 @@ class FrameCodec:
 _COMMAND_VALUES = frozenset(int(c) for c in Command)
 
 
+def check_settings(heartbeat: float, liveness: int) -> None:
+    """Raise ``ValueError`` for heartbeat settings a peer would refuse (0.001–3600 s, 1–1000)."""
+    try:
+        _check_heartbeat(heartbeat, liveness)
+    except ProtocolError as exc:
+        raise ValueError(f"heartbeat must be 0.001-3600 s and liveness 1-1000: {exc}") from None
+
+
 def _check_heartbeat(interval: object, liveness: object) -> tuple[float, int]:
     if (
         not isinstance(interval, (int, float)) or isinstance(interval, bool)
@@ -240,8 +250,8 @@ def _check_heartbeat(interval: object, liveness: object) -> tuple[float, int]:
 def _decode_ready(payload: bytes) -> Ready:
     try:
         info = json.loads(payload)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ProtocolError(f"READY body is not JSON: {exc}") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ProtocolError(f"READY body is not JSON: {exc!r:.200}") from None
     if not isinstance(info, dict):
         raise ProtocolError("READY body is not a JSON object")
     name, capacity, procedures = info.get("name"), info.get("capacity"), info.get("procedures")
@@ -326,6 +336,8 @@ class ClientLost:
     """Worker side: the client is gone (silent, closed, or it no longer knows us)."""
 
     reason: str
+    silent: bool = False
+    """True when it fell silent: the socket code should reconnect with a fresh socket."""
 
 
 @dataclass(frozen=True)
@@ -450,7 +462,8 @@ class WorkerProtocol:
         self.stats.received += 1
         self.client.last_received = now
         if isinstance(message, BadCalls):
-            return [message]
+            # Only a request needs an answer; any other malformed message is just dropped.
+            return [message] if message.command is Command.REQUEST else []
         if isinstance(message, Heartbeat):
             self.client.heartbeat, self.client.liveness = message.heartbeat, message.liveness
             if not self.registered and not self.leaving:
@@ -471,13 +484,13 @@ class WorkerProtocol:
         Whatever we held for a previous client is abandoned; call :meth:`ready_frames` next."""
         return self._lose("a new connection to the endpoint (the client restarted)")
 
-    def _lose(self, reason: str) -> list[Event]:
+    def _lose(self, reason: str, silent: bool = False) -> list[Event]:
         if not self.registered:
             return []
         self.registered = False
         self.ready = replace(self.ready, incarnation=self.ready.incarnation + 1)
         self._last_ready = float("-inf")  # announce again at the next tick
-        return [ClientLost(reason)]
+        return [ClientLost(reason, silent)]
 
     # -- time
 
@@ -486,7 +499,7 @@ class WorkerProtocol:
         events: list[Event] = []
         out: list[list[bytes]] = []
         if self.registered and self.client.expired(now):
-            events = self._lose("the client fell silent")
+            events = self._lose("the client fell silent", silent=True)
             # A fresh READY must not be judged by a dead client's announced interval.
             self.client = Peer(now, self.ready.heartbeat, self.ready.liveness)
         if self.leaving:
@@ -574,7 +587,9 @@ class ClientProtocol:
             return [], [self._out(peer, Disconnect(True), now)]
         worker.peer.last_received = now
         if isinstance(message, BadCalls):
-            return [BadCalls(message.command, message.request_ids, message.reason, peer)], []
+            if message.command in (Command.PARTIAL, Command.REPLY, Command.ERROR):
+                return [BadCalls(message.command, message.request_ids, message.reason, peer)], []
+            return [], []  # a malformed REQUEST/CANCEL from a worker: dropped like a well-formed one
         if isinstance(message, Heartbeat):
             worker.peer.heartbeat, worker.peer.liveness = message.heartbeat, message.liveness
             return [], []
