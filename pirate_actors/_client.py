@@ -164,10 +164,9 @@ class _Loop:
     def _read_socket(self) -> bool:
         """Handle up to a batch of messages; True once the socket is drained."""
         for _ in range(_MAX_BATCH):
-            try:
-                frames = self.socket.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return True
+            if not int(self.socket.get(zmq.EVENTS)) & zmq.POLLIN:
+                return True  # cheaper than a recv that raises zmq.Again
+            frames = self.socket.recv_multipart(zmq.NOBLOCK)
             if len(frames) < 2:
                 self.protocol.stats.malformed += 1
                 continue
@@ -553,7 +552,7 @@ class Client:
         request_id = next(self._ids)
         future.request_id = request_id  # type: ignore[attr-defined]
         try:
-            body = _codec.dumps((procedure, args, kwargs))
+            body = _codec.dumps_call(procedure, args, kwargs)
         except Exception as exc:  # noqa: BLE001
             future.set_exception(ProtocolError(f"cannot pickle the arguments of {procedure!r}: {exc!r}"))
             return future

@@ -13,7 +13,7 @@ import cloudpickle  # type: ignore[import-untyped]
 
 from ._errors import ProtocolError, RemoteError, RemoteTraceback, UnknownProcedure
 
-__all__ = ["ErrorKind", "dumps", "loads", "dump_error", "load_error", "dump_exception"]
+__all__ = ["ErrorKind", "dumps", "dumps_call", "loads", "dump_error", "load_error", "dump_exception"]
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 
@@ -27,9 +27,34 @@ class ErrorKind:
     PROTOCOL = "protocol"  # the call or its result broke the wire rules
 
 
+_PLAIN = frozenset({str, bytes, int, float, bool, type(None)})
+
+
+def _plain(obj: Any) -> bool:
+    kind = type(obj)
+    if kind in _PLAIN:
+        return True
+    if kind is tuple or kind is list:
+        return all(type(item) in _PLAIN for item in obj)
+    if kind is dict:
+        return all(type(k) is str and type(v) in _PLAIN for k, v in obj.items())
+    return False
+
+
 def dumps(obj: Any) -> bytes:
-    """Serialise with cloudpickle (lambdas and local classes travel too)."""
+    """Serialise with cloudpickle (lambdas and local classes travel too); builtin scalars
+    and flat containers of them take the C pickler, which is several times faster."""
+    if _plain(obj):
+        return pickle.dumps(obj, protocol=PROTOCOL)
     data: bytes = cloudpickle.dumps(obj, protocol=PROTOCOL)
+    return data
+
+
+def dumps_call(procedure: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+    """A REQUEST body: ``(procedure, args, kwargs)``."""
+    if _plain(args) and _plain(kwargs):
+        return pickle.dumps((procedure, args, kwargs), protocol=PROTOCOL)
+    data: bytes = cloudpickle.dumps((procedure, args, kwargs), protocol=PROTOCOL)
     return data
 
 

@@ -9,6 +9,7 @@ still in its inbox and says :class:`Exited`, so the supervisor can replace it.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
@@ -94,6 +95,12 @@ class ProcedureActor(pykka.ThreadingActor):
     """
 
     use_daemon_thread = True  # a stuck procedure must not keep the process alive
+
+    @staticmethod
+    def _create_actor_inbox() -> queue.SimpleQueue[Any]:
+        """A ``SimpleQueue``: the same FIFO as Pykka's ``Queue`` without its two condition
+        notifications per message (measured: half the hand-off cost)."""
+        return queue.SimpleQueue()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -356,10 +356,9 @@ class _SocketActor(pykka.ThreadingActor):
         """Handle up to a batch of messages; True once the socket is drained."""
         assert self.socket is not None
         for _ in range(_MAX_BATCH):
-            try:
-                frames = self.socket.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return True
+            if not int(self.socket.get(zmq.EVENTS)) & zmq.POLLIN:
+                return True  # cheaper than a recv that raises zmq.Again
+            frames = self.socket.recv_multipart(zmq.NOBLOCK)
             self._handle(self.protocol.receive(frames, time.monotonic()))
             if self.socket is None:
                 return True  # reconnected meanwhile

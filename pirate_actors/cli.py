@@ -1,4 +1,4 @@
-"""The command line: ``pirate-worker`` serves a ProcedureActor class, ``pirate-call`` calls its procedures.
+"""The command line: ``pirate-worker`` serves a ProcedureActor, ``pirate-call`` calls procedures.
 
 Both tools follow SPEC §8. Arguments given on the command line are only ever read as JSON, never
 evaluated. Usage errors are one line on stderr and exit 2; every other exit code of ``pirate-call``
@@ -29,7 +29,6 @@ from pirate_actors import (
     Client,
     NoWorkerError,
     ProcedureActor,
-    ProtocolError,
     RemoteError,
     RemoteTraceback,
     Worker,
@@ -79,7 +78,7 @@ def _exit_code(exc: SystemExit) -> int:
     return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USAGE)
 
 
-# --- option types: each raises ArgumentTypeError, which argparse turns into a one-line error -------
+# --- option types: each raises ArgumentTypeError, which argparse turns into a one-line error ---
 
 
 def _positive_float(text: str) -> float:
@@ -135,7 +134,7 @@ def _count(text: str) -> int:
     return value
 
 
-# --- shared set-up ---------------------------------------------------------------------------------
+# --- shared set-up ---
 
 
 def _add_common_options(parser: argparse.ArgumentParser, quiet_help: str) -> None:
@@ -174,7 +173,7 @@ def _configure_logging(verbose: bool, quiet: bool, library_level: int = logging.
 
 
 def _read_key(path: str | None) -> bytes | None:
-    """The bytes of the key file without trailing CR/LF, or None (the library then reads the env)."""
+    """The key file's bytes without trailing CR/LF, or None (the library then reads the env)."""
     if path is None:
         return None
     try:
@@ -195,15 +194,16 @@ def _restore_signal_handlers(previous: dict[int, Any]) -> None:
         signal.signal(signum, handler)
 
 
-# --- pirate-worker ---------------------------------------------------------------------------------
+# --- pirate-worker ---
 
 
 def _worker_parser() -> argparse.ArgumentParser:
     """The options of pirate-worker (SPEC §8)."""
     parser = _Parser(
         prog="pirate-worker",
-        description="Serve the public methods of a ProcedureActor subclass to the pirate_actors client "
-        "bound at ENDPOINT. SIGINT or SIGTERM stops it gracefully: running calls finish, exit 0.",
+        description="Serve the public methods of a ProcedureActor subclass to the pirate_actors "
+        "client bound at ENDPOINT. SIGINT or SIGTERM stops it gracefully: running calls finish, "
+        "exit 0.",
     )
     parser.add_argument(
         "target",
@@ -229,9 +229,13 @@ def _worker_parser() -> argparse.ArgumentParser:
         metavar="N",
         type=_int_at_least(0),
         default=None,
-        help="calls that may wait inside the worker beyond the running ones (default: the pool size)",
+        help="calls that may wait inside the worker beyond the running ones "
+        "(default: the pool size)",
     )
-    parser.add_argument("--name", help="the name the client shows for this worker (default: host, pid and a random suffix)")
+    parser.add_argument(
+        "--name",
+        help="the name the client shows for this worker (default: host, pid and a random suffix)",
+    )
     parser.add_argument(
         "--heartbeat",
         metavar="S",
@@ -254,11 +258,15 @@ def _load_actor_class(target: str) -> type[ProcedureActor]:
     """Import ``MODULE:CLASS`` and check it is a ProcedureActor subclass; UsageError otherwise."""
     module_name, colon, attribute = target.partition(":")
     if not colon or not module_name or not attribute:
-        raise UsageError(f"expected MODULE:CLASS, e.g. demos.procedures:DemoProcedures, not {target!r}")
+        raise UsageError(
+            f"expected MODULE:CLASS, e.g. demos.procedures:DemoProcedures, not {target!r}"
+        )
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # any error raised while importing the user's module is their set-up's
-        raise UsageError(f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}") from None
+        raise UsageError(
+            f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from None
     found: object = module
     for part in attribute.split("."):
         try:
@@ -291,7 +299,9 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(options.verbose, options.quiet)
     log = logging.getLogger("pirate-worker")
     if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # as `python -m` does: serve classes from the current directory
+        sys.path.insert(
+            0, os.getcwd()
+        )  # as `python -m` does: serve classes from the current directory
 
     try:
         actor_class = _load_actor_class(options.target)
@@ -315,7 +325,7 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
         """First signal: graceful stop. A second one while stopping: leave at once."""
         if stop_asked.is_set():
             os._exit(EXIT_FAILED)
-        stop_asked.set()  # only is_set() and set() here: the main thread never holds this event's lock
+        stop_asked.set()  # safe here: the main thread never holds this event's lock
 
     _install_signal_handlers(on_signal)
     try:
@@ -340,7 +350,7 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
     return EXIT_OK
 
 
-# --- pirate-call -----------------------------------------------------------------------------------
+# --- pirate-call ---
 
 
 def _call_parser() -> argparse.ArgumentParser:
@@ -348,24 +358,27 @@ def _call_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="pirate-call",
         description="Bind ENDPOINT, wait for a worker, call PROCEDURE and print its result "
-        "(partial messages go to stderr as they arrive). Exit codes: 0 success, 1 the procedure raised "
-        "(or a protocol error), 2 usage or local set-up error, 3 no worker, 4 call timeout, "
+        "(partial messages go to stderr as they arrive). Exit codes: 0 success, 1 the procedure "
+        "raised (or a protocol error), 2 usage or local set-up error, 3 no worker, 4 call timeout, "
         "5 worker lost; with several calls, the code of the last failed one.",
     )
-    parser.add_argument("endpoint", metavar="ENDPOINT", help="the endpoint to bind, e.g. tcp://127.0.0.1:5550")
+    parser.add_argument(
+        "endpoint", metavar="ENDPOINT", help="the endpoint to bind, e.g. tcp://127.0.0.1:5550"
+    )
     parser.add_argument("procedure", metavar="PROCEDURE", help="the procedure to call, e.g. ping")
     parser.add_argument(
         "--args",
         metavar="ARGS",
         default="[]",
-        help="positional arguments: a JSON array, or the items of one ('\"apple\", \"orange\"', '5'); "
-        "one list argument is '[[1, 2]]'",
+        help="positional arguments: a JSON array, or the items of one "
+        "('\"apple\", \"orange\"', '5'); one list argument is '[[1, 2]]'",
     )
     parser.add_argument(
         "--kwargs",
         metavar="KWARGS",
         default="{}",
-        help="keyword arguments: a JSON object, or its members ('\"str1\": \"apple\", \"str2\": \"orange\"')",
+        help="keyword arguments: a JSON object, or its members "
+        '(\'"str1": "apple", "str2": "orange"\')',
     )
     parser.add_argument(
         "--count",
@@ -376,7 +389,11 @@ def _call_parser() -> argparse.ArgumentParser:
         "a count other than 1 ends with a summary line on stderr",
     )
     parser.add_argument(
-        "--timeout", metavar="S", type=_positive_float, default=5.0, help="seconds each call may take (default: 5)"
+        "--timeout",
+        metavar="S",
+        type=_positive_float,
+        default=5.0,
+        help="seconds each call may take (default: 5)",
     )
     parser.add_argument(
         "--wait",
@@ -386,9 +403,13 @@ def _call_parser() -> argparse.ArgumentParser:
         help="seconds to wait for a worker to register (default: 5)",
     )
     parser.add_argument(
-        "--json", action="store_true", help="print results (and partials) as JSON instead of Python repr"
+        "--json",
+        action="store_true",
+        help="print results (and partials) as JSON instead of Python repr",
     )
-    _add_common_options(parser, quiet_help="log warnings and errors only, and hide partial messages")
+    _add_common_options(
+        parser, quiet_help="log warnings and errors only, and hide partial messages"
+    )
     return parser
 
 
@@ -399,12 +420,16 @@ def parse_call_arguments(args_text: str, kwargs_text: str) -> tuple[list[Any], d
     object, else the members of one.
     """
     args = _json_container(args_text, "[", "]", list, "--args", "a JSON array or its items")
-    kwargs = _json_container(kwargs_text, "{", "}", dict, "--kwargs", "a JSON object or its members")
+    kwargs = _json_container(
+        kwargs_text, "{", "}", dict, "--kwargs", "a JSON object or its members"
+    )
     return args, kwargs
 
 
-def _json_container(text: str, opening: str, closing: str, kind: type, option: str, expected: str) -> Any:
-    """``text`` as JSON of type ``kind``, or else ``opening + text + closing`` as JSON of that type."""
+def _json_container(
+    text: str, opening: str, closing: str, kind: type, option: str, expected: str
+) -> Any:
+    """``text`` as JSON of type ``kind``, else ``opening + text + closing`` as JSON of that type."""
     for candidate in (text, f"{opening}{text}{closing}"):
         try:
             value = json.loads(candidate)
@@ -469,7 +494,7 @@ class _Caller:
                 self._wake.set()
 
     def run(self) -> None:
-        """Call the procedure ``--count`` times (forever for -1) unless interrupted; then set ``finished``."""
+        """Call ``--count`` times (-1: forever) unless interrupted; then set ``finished``."""
         try:
             remaining = self.options.count
             self.outcome.started = time.perf_counter()
@@ -477,6 +502,9 @@ class _Caller:
                 if not self._call_once():
                     return
                 remaining -= 1
+        except Exception:  # a bug here must not pass for success
+            logging.getLogger("pirate-call").exception("the calls stopped on an unexpected error")
+            self.outcome.exit_code = EXIT_FAILED
         finally:
             self.finished.set()
 
@@ -499,11 +527,12 @@ class _Caller:
             return True
         if self._stopping.is_set():
             return False
+        within = f"{self.options.procedure!r} within {self.options.timeout:g} s"
         if future.worker is None:
-            _print_error(f"NoWorkerError: no worker took {self.options.procedure!r} within {self.options.timeout:g} s")
+            _print_error(f"NoWorkerError: no worker took {within}")
             self.outcome.add(EXIT_NO_WORKER)
         else:
-            _print_error(f"CallTimeout: no reply to {self.options.procedure!r} within {self.options.timeout:g} s")
+            _print_error(f"CallTimeout: no reply to {within}")
             self.outcome.add(EXIT_TIMEOUT)
         return True
 
@@ -546,7 +575,7 @@ class _Caller:
 
 
 def _report_error(error: BaseException) -> int:
-    """Print a failed call's error on stderr (with the remote traceback) and return its exit code."""
+    """Print a failed call's error on stderr (with any remote traceback); return its exit code."""
     if isinstance(error, NoWorkerError):
         code = EXIT_NO_WORKER
     elif isinstance(error, CallTimeout):
@@ -578,13 +607,9 @@ def _print_error(message: str) -> None:
 class _Interrupted(Exception):
     """Raised in the main thread by the first SIGINT/SIGTERM of a pirate-call."""
 
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
 
 def call_main(argv: Sequence[str] | None = None) -> int:
-    """Run ``pirate-call``: bind, wait for a worker, make the calls; return the exit code (SPEC §8)."""
+    """Run ``pirate-call``: bind, wait for a worker, make the calls; return the exit code."""
     parser = _call_parser()
     try:
         options = parser.parse_args(argv)
@@ -616,7 +641,9 @@ def call_main(argv: Sequence[str] | None = None) -> int:
         client.close()
 
 
-def _run_calls(client: Client, options: argparse.Namespace, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _run_calls(
+    client: Client, options: argparse.Namespace, args: list[Any], kwargs: dict[str, Any]
+) -> int:
     """Wait for a worker and make the calls; the first SIGINT/SIGTERM stops them (SPEC §8)."""
     log = logging.getLogger("pirate-call")
     caller = _Caller(client, options, args, kwargs)
@@ -625,10 +652,10 @@ def _run_calls(client: Client, options: argparse.Namespace, args: list[Any], kwa
     armed = [True]
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        """Interrupt the main thread's wait, once, and only while it waits; later signals do nothing."""
+        """Interrupt the main thread's wait, once and only while it waits."""
         if armed[0] and not signalled:
             signalled.append(signum)
-            raise _Interrupted(signum)
+            raise _Interrupted
 
     previous = _install_signal_handlers(on_signal)
     try:
@@ -636,13 +663,14 @@ def _run_calls(client: Client, options: argparse.Namespace, args: list[Any], kwa
         try:
             client.wait_for_worker(timeout=options.wait)
         except NoWorkerError:
-            _print_error(f"NoWorkerError: no worker registered at {options.endpoint} within {options.wait:g} s")
+            where = f"at {options.endpoint} within {options.wait:g} s"
+            _print_error(f"NoWorkerError: no worker registered {where}")
             caller.outcome.exit_code = EXIT_NO_WORKER  # no call was made: none is counted
         else:
             thread.start()
-            # Not thread.join(): before Python 3.13 a join interrupted by a signal handler's exception
-            # marks the thread as stopped while it still runs (bpo-45274's fix), so a second join
-            # would return at once. Waiting on an Event is safe to interrupt.
+            # Not thread.join(): before Python 3.13 a join interrupted by an exception from a signal
+            # handler marks the thread as stopped while it still runs (bpo-45274's fix), so a second
+            # join would return at once. Waiting on an Event is safe to interrupt.
             caller.finished.wait()
         armed[0] = False
     except _Interrupted:
@@ -655,9 +683,6 @@ def _run_calls(client: Client, options: argparse.Namespace, args: list[Any], kwa
     if options.count != 1:
         print(caller.outcome.summary(), file=sys.stderr, flush=True)
     if signalled and options.count == 1 and caller.outcome.calls == 0:
+        _print_error(f"interrupted by {signal.Signals(signalled[0]).name}; the call was cancelled")
         return 128 + signalled[0]  # the one call asked for never finished: say it was interrupted
     return caller.outcome.exit_code
-
-
-if __name__ == "__main__":  # pragma: no cover - the console scripts are the entry points
-    sys.exit(call_main())

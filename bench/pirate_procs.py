@@ -1,0 +1,27 @@
+"""The procedures the pirate_actors worker serves in the benchmark (imported only in worker processes)."""
+
+from __future__ import annotations
+
+import time
+
+from pirate_actors import ProcedureActor
+
+
+class BenchProcedures(ProcedureActor):
+    """Trivial procedures: the cost measured is the runtime's, not the procedure's."""
+
+    def ping(self) -> str:
+        """The trivial procedure."""
+        return "pong"
+
+    def stream(self, n: int) -> int:
+        """Report ``n`` partial messages, then return ``n``."""
+        report = self.report
+        for i in range(n):
+            report(i)
+        return n
+
+    def sleep(self, seconds: float) -> bool:
+        """Hold a call in flight (for the SIGKILL probe)."""
+        time.sleep(seconds)
+        return True
