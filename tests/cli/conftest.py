@@ -17,6 +17,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
@@ -71,7 +72,7 @@ def free_port() -> int:
 
 
 def script_env() -> dict[str, str]:
-    """The environment for the scripts: no key from the caller's env, the scripts' folder first on PATH."""
+    """The scripts' environment: no key from the caller's, the scripts' folder first on PATH."""
     env = dict(os.environ)
     env.pop("PIRATE_ACTORS_KEY", None)
     env["PATH"] = f"{Path(console_script('pirate-call')).parent}{os.pathsep}{env.get('PATH', '')}"
@@ -82,7 +83,9 @@ def script_env() -> dict[str, str]:
 class Process:
     """A running console script whose stdout and stderr lines are collected by reader threads."""
 
-    def __init__(self, argv: list[str], cwd: Path = REPO, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, argv: list[str], cwd: Path = REPO, env: dict[str, str] | None = None
+    ) -> None:
         self.argv = argv
         self.popen = subprocess.Popen(
             argv,
@@ -123,18 +126,26 @@ class Process:
         with self._changed:
             return "\n".join(self.lines["stderr"])
 
-    def wait_for_line(self, pattern: str | re.Pattern[str], stream: str = "stderr", timeout: float = LINE_TIMEOUT) -> str:
-        """The first line of ``stream`` matching ``pattern``; fails (with the output) if none comes."""
+    def wait_for_line(
+        self, pattern: str | re.Pattern[str], stream: str = "stderr", timeout: float = LINE_TIMEOUT
+    ) -> str:
+        """The first line of ``stream`` matching ``pattern``; fails showing output if none comes."""
         regex = re.compile(pattern)
         with self._changed:
             found = self._changed.wait_for(
-                lambda: any(regex.search(line) for line in self.lines[stream]) or self.popen.poll() is not None,
+                lambda: (
+                    any(regex.search(line) for line in self.lines[stream])
+                    or self.popen.poll() is not None
+                ),
                 timeout,
             )
             matches = [line for line in self.lines[stream] if regex.search(line)]
         if not matches:
             state = "exited" if found else "timed out"
-            pytest.fail(f"{self.argv[0]} {state} before a line matching {regex.pattern!r} on {stream}:\n{self.describe()}")
+            pytest.fail(
+                f"{self.argv[0]} {state} before a line matching {regex.pattern!r} on {stream}:\n"
+                + self.describe()
+            )
         return matches[0]
 
     def finish(self, timeout: float = LINE_TIMEOUT) -> int:
@@ -167,19 +178,30 @@ class Processes:
         self.started: list[Process] = []
 
     def worker(
-        self, endpoint: str, *options: str, target: str = DEMO_CLASS, cwd: Path = REPO, wait: bool = True
+        self,
+        endpoint: str,
+        *options: str,
+        target: str = DEMO_CLASS,
+        cwd: Path = REPO,
+        wait: bool = True,
     ) -> Process:
-        """Start ``pirate-worker target --connect endpoint``; by default wait until it has started."""
-        process = self.start([console_script("pirate-worker"), target, "--connect", endpoint, *options], cwd=cwd)
+        """Start ``pirate-worker target --connect endpoint``; by default wait until it started."""
+        process = self.start(
+            [console_script("pirate-worker"), target, "--connect", endpoint, *options], cwd=cwd
+        )
         if wait:
             process.wait_for_line(WORKER_STARTED)
         return process
 
-    def call(self, endpoint: str, procedure: str, *options: str, env: dict[str, str] | None = None) -> Process:
+    def call(
+        self, endpoint: str, procedure: str, *options: str, env: dict[str, str] | None = None
+    ) -> Process:
         """Start ``pirate-call endpoint procedure options...`` without waiting for it."""
         return self.start([console_script("pirate-call"), endpoint, procedure, *options], env=env)
 
-    def start(self, argv: list[str], cwd: Path = REPO, env: dict[str, str] | None = None) -> Process:
+    def start(
+        self, argv: list[str], cwd: Path = REPO, env: dict[str, str] | None = None
+    ) -> Process:
         process = Process(argv, cwd=cwd, env=env)
         self.started.append(process)
         return process
@@ -213,7 +235,7 @@ def endpoint() -> str:
 
 @pytest.fixture(scope="module")
 def demo_endpoint() -> Iterator[str]:
-    """The endpoint of a DemoProcedures worker shared by a module's tests (it is never stopped by them)."""
+    """The endpoint of a DemoProcedures worker shared by a module's tests (they never stop it)."""
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     started = Processes()
     try:
@@ -223,14 +245,57 @@ def demo_endpoint() -> Iterator[str]:
         started.close()
 
 
-def run_call(endpoint: str, procedure: str, *options: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-    """Run ``pirate-call endpoint procedure options...`` to its end and return what it did."""
+class RunCall(Protocol):
+    """``run_call(endpoint, procedure, *options, timeout=30.0)``: run pirate-call to its end."""
+
+    def __call__(
+        self, endpoint: str, procedure: str, *options: str, timeout: float = ...
+    ) -> subprocess.CompletedProcess[str]: ...
+
+
+class RunTool(Protocol):
+    """``run_tool("pirate-worker", *argv, cwd=REPO)``: run a console script to its end."""
+
+    def __call__(
+        self, tool: str, *argv: str, cwd: Path = ...
+    ) -> subprocess.CompletedProcess[str]: ...
+
+
+def _run_tool(
+    tool: str, *argv: str, cwd: Path = REPO, timeout: float = 30.0
+) -> subprocess.CompletedProcess[str]:
+    """Run the console script ``tool`` with ``argv`` to its end and return what it did."""
     return subprocess.run(
-        [console_script("pirate-call"), endpoint, procedure, *options],
-        cwd=REPO,
+        [console_script(tool), *argv],
+        cwd=cwd,
         env=script_env(),
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         timeout=timeout,
     )
+
+
+def _run_call(
+    endpoint: str, procedure: str, *options: str, timeout: float = 30.0
+) -> subprocess.CompletedProcess[str]:
+    """Run ``pirate-call endpoint procedure options...`` to its end and return what it did."""
+    return _run_tool("pirate-call", endpoint, procedure, *options, timeout=timeout)
+
+
+@pytest.fixture
+def scripts_env() -> dict[str, str]:
+    """The environment to run the scripts (or shell scripts that call them) in."""
+    return script_env()
+
+
+@pytest.fixture
+def run_call() -> RunCall:
+    """Runs pirate-call to its end (tests get helpers through fixtures, not imports of conftest)."""
+    return _run_call
+
+
+@pytest.fixture
+def run_tool() -> RunTool:
+    """Runs either console script to its end, for invocations that must end by themselves."""
+    return _run_tool

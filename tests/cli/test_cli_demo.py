@@ -1,0 +1,86 @@
+"""The seed's demo end to end (SPEC §9): demos/run_examples.sh against real workers; demo.sh."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from conftest import Processes
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+EXPECTED_COMMANDS = [
+    "$ pirate-call {endpoint} ping",
+    "$ pirate-call {endpoint} return_none",
+    '$ pirate-call {endpoint} compare --args \'"apple", "orange"\'',
+    '$ pirate-call {endpoint} compare --kwargs \'"str1":"apple", "str2":"orange"\'',
+    "$ pirate-call {endpoint} slow_succeed --args 0.3 --timeout 10.3",
+    "$ pirate-call {endpoint} slow_fail --args 0.3 --timeout 10.3",
+    "$ pirate-call {endpoint} invalid_request",
+]
+
+
+def run_script(script: str, endpoint: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run one of the demo's shell scripts with short sleeps (PIRATE_DEMO_SECONDS=0.3)."""
+    return subprocess.run(
+        ["bash", str(REPO / "demos" / script), endpoint],
+        cwd=REPO,
+        env={**env, "PIRATE_DEMO_SECONDS": "0.3"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+
+
+def described(result: subprocess.CompletedProcess[str]) -> str:
+    return f"exit {result.returncode}\n--- stdout:\n{result.stdout}\n--- stderr:\n{result.stderr}"
+
+
+@pytest.mark.timeout(60)
+def test_run_examples_passes_against_a_demo_worker_and_shows_every_call(
+    demo_endpoint: str, scripts_env: dict[str, str]
+) -> None:
+    result = run_script("run_examples.sh", demo_endpoint, scripts_env)
+    assert result.returncode == 0, described(result)
+    for command in EXPECTED_COMMANDS:
+        assert command.format(endpoint=demo_endpoint) in result.stdout.splitlines(), described(
+            result
+        )
+    assert "UNEXPECTED" not in result.stdout, described(result)
+    assert "9 of 9 examples behaved as expected" in result.stdout, described(result)
+    # the calls' own output is visible: results on stdout, partials and errors on stderr
+    assert "[False, 2]" in result.stdout and "'pong'" in result.stdout, described(result)
+    assert "partial: sleeping 0.3 s before succeeding" in result.stderr, described(result)
+    assert "RuntimeError: slow_fail failed after 0.3 s" in result.stderr, described(result)
+
+
+@pytest.mark.timeout(60)
+def test_run_examples_fails_against_a_worker_that_answers_wrongly(
+    processes: Processes, endpoint: str, scripts_env: dict[str, str]
+) -> None:
+    processes.worker(endpoint, target="scripted_procedures:WrongAnswers", cwd=HERE)
+    result = run_script("run_examples.sh", endpoint, scripts_env)
+    assert result.returncode == 1, described(result)
+    assert "UNEXPECTED: wanted exit 0 and output ['pong'], got exit 0" in result.stdout, described(
+        result
+    )
+    # the expected failures still count as expected: they fail with exit 1 here too
+    assert "2 of 9 examples behaved as expected" in result.stdout, described(result)
+
+
+@pytest.mark.timeout(60)
+def test_demo_sh_starts_a_worker_runs_the_examples_and_stops_the_worker(
+    endpoint: str, scripts_env: dict[str, str]
+) -> None:
+    result = run_script("demo.sh", endpoint, scripts_env)
+    assert result.returncode == 0, described(result)
+    assert "9 of 9 examples behaved as expected" in result.stdout, described(result)
+    assert "[worker]" in result.stderr and "pirate-worker: stopped" in result.stderr, described(
+        result
+    )
+    assert "exited with" not in result.stderr, described(result)  # the worker exited 0 on SIGTERM

@@ -1,0 +1,104 @@
+"""Signals and lost workers (SPEC §8): SIGINT/SIGTERM stop a worker gracefully (exit 0) and end a
+counted pirate-call with its summary (exit 0); a worker killed mid-call makes pirate-call exit 5."""
+
+from __future__ import annotations
+
+import re
+import signal
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from conftest import Processes, RunCall
+
+SUMMARY = re.compile(r"^(\d+) calls, (\d+) errors, (\d+(?:\.\d+)?) calls/s$", re.MULTILINE)
+SIGNALS = [pytest.param(signal.SIGTERM, id="SIGTERM"), pytest.param(signal.SIGINT, id="SIGINT")]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("signum", SIGNALS)
+def test_a_signal_stops_a_worker_gracefully_its_running_call_finishes_and_it_exits_0(
+    processes: Processes, endpoint: str, signum: int
+) -> None:
+    worker = processes.worker(endpoint)
+    call = processes.call(endpoint, "slow_succeed", "--args", "1", "--timeout", "30")
+    call.wait_for_line(r"^partial: sleeping 1 s")  # the call is running on the worker
+    worker.signal(signum)
+    assert worker.finish() == 0, worker.describe()
+    assert call.finish() == 0, call.describe()
+    assert call.stdout == "True", call.describe()
+    assert "Traceback" not in worker.stderr, worker.describe()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("signum", SIGNALS)
+def test_a_signal_ends_an_endless_count_with_its_summary_and_exit_0(
+    processes: Processes, demo_endpoint: str, signum: int
+) -> None:
+    call = processes.call(demo_endpoint, "ping", "--count", "-1", "-q")
+    call.wait_for_line(r"^'pong'$", stream="stdout")
+    call.signal(signum)
+    assert call.finish() == 0, call.describe()
+    summary = SUMMARY.search(call.stderr)
+    assert summary is not None, call.describe()
+    calls, errors = int(summary.group(1)), int(summary.group(2))
+    assert calls >= 1 and errors == 0, call.describe()
+    assert call.stdout.splitlines() == ["'pong'"] * calls, (
+        call.describe()
+    )  # every counted call printed
+    assert "Traceback" not in call.stderr, call.describe()
+
+
+@pytest.mark.timeout(60)
+def test_a_signal_cancels_the_call_in_flight_instead_of_waiting_for_it(
+    processes: Processes, demo_endpoint: str
+) -> None:
+    call = processes.call(
+        demo_endpoint, "slow_succeed", "--args", "8", "--count", "-1", "--timeout", "60"
+    )
+    call.wait_for_line(r"^partial: sleeping 8 s")
+    call.signal(signal.SIGTERM)
+    assert call.finish() == 0, call.describe()
+    assert call.stdout == "", call.describe()  # no True: the call was cancelled, not waited for
+    summary = SUMMARY.search(call.stderr)
+    assert summary is not None and summary.group(1, 2) == ("0", "0"), call.describe()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("signum", SIGNALS)
+def test_a_signal_during_a_single_call_cancels_it_and_exits_128_plus_the_signal(
+    processes: Processes, demo_endpoint: str, signum: int
+) -> None:
+    call = processes.call(demo_endpoint, "slow_succeed", "--args", "8", "--timeout", "60")
+    call.wait_for_line(r"^partial: sleeping 8 s")
+    call.signal(signum)
+    assert call.finish() == 128 + signum, call.describe()
+    assert call.stdout == "", call.describe()
+    assert call.stderr.splitlines()[-1].endswith("the call was cancelled"), call.describe()
+
+
+@pytest.mark.timeout(60)
+def test_a_signal_during_a_counted_run_keeps_the_last_failure_as_the_exit_code(
+    processes: Processes, demo_endpoint: str
+) -> None:
+    call = processes.call(demo_endpoint, "slow_fail", "--args", "0", "--count", "-1", "-q")
+    call.wait_for_line(r"RuntimeError: slow_fail failed")
+    call.signal(signal.SIGINT)
+    assert call.finish() == 1, call.describe()
+    summary = SUMMARY.search(call.stderr)
+    assert summary is not None and summary.group(1) == summary.group(2) != "0", call.describe()
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_killed_during_a_call_makes_pirate_call_exit_5(
+    processes: Processes, run_call: RunCall, endpoint: str
+) -> None:
+    worker = processes.worker(endpoint, "--heartbeat", "0.2")
+    call = processes.call(endpoint, "slow_succeed", "--args", "30", "--timeout", "30")
+    call.wait_for_line(r"^partial: sleeping 30 s")
+    worker.signal(signal.SIGKILL)
+    assert call.finish(timeout=15) == 5, (
+        call.describe()
+    )  # noticed after 0.2 s x 3 missed heartbeats
+    assert "WorkerLost" in call.stderr and call.stdout == "", call.describe()

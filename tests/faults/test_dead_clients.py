@@ -1,0 +1,72 @@
+"""SPEC §5: a worker whose client died keeps trying forever, and when a client (re)appears at its
+endpoint the worker is registered within 1.5 s of the bind (default settings), however long it
+waited and whether or not it had noticed the previous client's death.
+
+The first client runs in its own process and is SIGKILLed; the worker runs in this process (with
+default heartbeat and liveness) so the test can see whether it noticed.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.helpers.sync import wait_until
+
+REGISTRATION_BOUND = 1.5
+
+
+def _serve_then_kill_client(spawn, make_worker, client_args):
+    old = spawn("tests.helpers.client_process", "tcp://127.0.0.1:*", *client_args, name="old-client")
+    endpoint = old.expect("BOUND ").split()[1]
+    worker = make_worker(endpoint)  # default heartbeat (1 s) and liveness (3)
+    old.expect("PONG")
+    assert worker.stats()["registered"]
+    old.kill()  # SIGKILL, and reaped: its sockets are closed
+    return endpoint, worker
+
+
+def _assert_registers_quickly(make_client, endpoint):
+    began = time.monotonic()
+    client = make_client(endpoint)  # binds the dead client's endpoint, default settings
+    client.wait_for_worker(timeout=10)
+    elapsed = time.monotonic() - began
+    assert elapsed <= REGISTRATION_BOUND, f"registered {elapsed:.2f} s after the new bind"
+    assert client.call("ping", timeout=10) == "pong"
+
+
+@pytest.mark.timeout(40)
+def test_a_worker_that_noticed_its_client_died_registers_with_a_new_client_at_the_endpoint_within_1_5_s_of_its_bind(
+    spawn, make_worker, make_client
+):
+    # The dead client announced heartbeat 0.2 s x 3, so the worker notices within 0.6 s.
+    endpoint, worker = _serve_then_kill_client(spawn, make_worker, ["--heartbeat", "0.2"])
+    wait_until(lambda: not worker.stats()["registered"], 20, "the worker noticed its client died")
+    # Let it keep waiting: it re-announces itself (READY, once a heartbeat) three more times
+    # into the void, i.e. for over 2 s, before a client appears.
+    sent = worker.stats()["sent"]
+    wait_until(lambda: worker.stats()["sent"] >= sent + 3, 20, "three more READYs while waiting")
+    _assert_registers_quickly(make_client, endpoint)
+
+
+@pytest.mark.timeout(40)
+def test_a_worker_that_has_not_noticed_its_client_died_registers_with_a_new_client_at_the_endpoint_within_1_5_s_of_its_bind(
+    spawn, make_worker, make_client
+):
+    # The dead client announced heartbeat 1 s x 3: the worker would only notice after 3 s.
+    endpoint, worker = _serve_then_kill_client(spawn, make_worker, [])
+    assert worker.stats()["registered"], "precondition: the worker still believes in its client"
+    _assert_registers_quickly(make_client, endpoint)
+
+
+@pytest.mark.timeout(40)
+def test_a_worker_in_its_own_process_registers_with_a_restarted_client_within_1_5_s_of_its_bind(
+    spawn, spawn_worker, make_client
+):
+    old = spawn("tests.helpers.client_process", "tcp://127.0.0.1:*", name="old-client")
+    endpoint = old.expect("BOUND ").split()[1]
+    spawn_worker(endpoint, "faithful", heartbeat=1.0, liveness=3)
+    old.expect("PONG")
+    old.kill()
+    _assert_registers_quickly(make_client, endpoint)

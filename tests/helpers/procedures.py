@@ -1,0 +1,84 @@
+"""A ProcedureActor for fault tests; served in the test process or by ``worker_process``.
+
+``hold`` waits on a gate that only a test in the *same* process can open, so it is meant for
+in-process workers; the others work anywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+from pirate_actors import ProcedureActor
+
+__all__ = ["FaultProcedures", "open_gate", "close_gates", "RUN_LOG"]
+
+_gates: dict[str, threading.Event] = {}
+_gates_lock = threading.Lock()
+
+RUN_LOG: list[Any] = []
+"""Tags of ``hold`` calls, in the order they started (this process only)."""
+
+
+def _gate(name: str) -> threading.Event:
+    with _gates_lock:
+        return _gates.setdefault(name, threading.Event())
+
+
+def open_gate(name: str) -> None:
+    """Let every ``hold(name)`` call, running or future, return."""
+    _gate(name).set()
+
+
+def close_gates() -> None:
+    """Open every gate (so nothing stays stuck) and forget them; clears ``RUN_LOG``."""
+    with _gates_lock:
+        gates = list(_gates.values())
+        _gates.clear()
+    for event in gates:
+        event.set()
+    RUN_LOG.clear()
+
+
+class FaultProcedures(ProcedureActor):
+    """Procedures for fault tests."""
+
+    def ping(self) -> str:
+        return "pong"
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def echo(self, value: Any) -> Any:
+        return value
+
+    def sleep(self, seconds: float) -> bool:
+        time.sleep(seconds)
+        return True
+
+    def busy(self, seconds: float) -> int:
+        """Spin in pure Python (holding the GIL between switches) for ``seconds``; report each second."""
+        start = time.monotonic()
+        next_report = start + 1.0
+        rounds = 0
+        while True:
+            now = time.monotonic()
+            if now - start >= seconds:
+                return rounds
+            if now >= next_report:
+                self.report(f"busy for {now - start:.0f} s")
+                next_report += 1.0
+            for i in range(2000):
+                rounds += i & 1
+
+    def hold(self, gate: str, tag: Any = None) -> Any:
+        """Record ``tag`` in ``RUN_LOG``, then wait until ``open_gate(gate)`` (at most 30 s)."""
+        RUN_LOG.append(tag)
+        if not _gate(gate).wait(30):
+            raise TimeoutError(f"gate {gate!r} never opened")
+        return tag
+
+    def blob(self, size: int) -> bytes:
+        return b"x" * size

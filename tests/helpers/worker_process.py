@@ -1,0 +1,72 @@
+"""Run a worker serving ``FaultProcedures`` until stdin says ``stop``, closes, or SIGTERM.
+
+    python -m tests.helpers.worker_process ENDPOINT [--heartbeat S] [--liveness N]
+        [--pool-size N] [--prefetch N] [--name NAME] [--key-hex HEX] [--max-message-size N]
+
+Prints ``READY <pid> <worker id>`` once started and ``STOPPED`` after a graceful stop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from typing import Any, Sequence
+
+from pirate_actors import Worker
+
+from .procedures import FaultProcedures
+
+
+def _exit(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
+
+
+def say(line: str) -> None:
+    try:
+        print(line, flush=True)
+    except (BrokenPipeError, ValueError):
+        pass  # nobody listens any more
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="worker_process")
+    parser.add_argument("endpoint")
+    parser.add_argument("--heartbeat", type=float, default=1.0)
+    parser.add_argument("--liveness", type=int, default=3)
+    parser.add_argument("--pool-size", type=int, default=2)
+    parser.add_argument("--prefetch", type=int, default=None)
+    parser.add_argument("--name", default=None)
+    parser.add_argument("--key-hex", default=None)
+    parser.add_argument("--max-message-size", type=int, default=None)
+    options = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    kwargs: dict[str, Any] = {}
+    if options.max_message_size is not None:
+        kwargs["max_message_size"] = options.max_message_size
+    worker = Worker(
+        FaultProcedures, options.endpoint,
+        pool_size=options.pool_size, prefetch=options.prefetch,
+        heartbeat=options.heartbeat, liveness=options.liveness, name=options.name,
+        key=bytes.fromhex(options.key_hex) if options.key_hex else None, **kwargs,
+    )
+    signal.signal(signal.SIGTERM, _exit)
+    worker.start()
+    say(f"READY {os.getpid()} {worker.id}")
+    try:
+        for line in sys.stdin:
+            if line.strip() == "stop":
+                break
+    finally:
+        worker.stop()
+    say("STOPPED")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
