@@ -387,7 +387,10 @@ class _SocketActor(pykka.ThreadingActor):
                     self.config.name, self.config.connect, event.heartbeat, event.liveness,
                 )
             elif isinstance(event, ClientLost):
-                logger.warning("worker %s lost its client: %s; waiting for one", self.config.name, event.reason)
+                logger.log(
+                    logging.WARNING if event.silent else logging.INFO,
+                    "worker %s lost its client: %s; waiting for one", self.config.name, event.reason,
+                )
                 self._abandon_calls()
                 if event.silent:
                     self._reconnect()
