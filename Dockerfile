@@ -21,7 +21,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 RUN set -eu; \
     if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then \
-        apt-get update; \
+        apt-get update -o APT::Update::Error-Mode=any; \
         DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv; \
         apt-get clean; \
         rm -rf /var/lib/apt/lists/*; \

@@ -38,11 +38,12 @@ log() { printf '[docker-demo %3ss] %s\n' "$((SECONDS - started))" "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
 
 tmpdir=$(mktemp -d)
+rootfs=
 cleanup() {
     if [ -n "${compose_ready:-}" ]; then
         "${compose[@]}" down >/dev/null 2>&1 || true
     fi
-    rm -rf "$tmpdir"
+    rm -rf "$tmpdir" ${rootfs:+"$rootfs"}
 }
 trap cleanup EXIT
 trap 'exit 143' TERM
@@ -165,16 +166,22 @@ else
     log "no registry reachable: making $LOCAL_BASE with debootstrap"
     [ "$(id -u)" -eq 0 ] || die "debootstrap needs root (or set BASE_IMAGE to a Debian-based image)"
     apt_install debootstrap
-    debootstrap --variant=minbase bookworm "$tmpdir/rootfs" "${DEBIAN_MIRROR:-http://deb.debian.org/debian}" \
+    rootfs="$CACHE_DIR/rootfs"  # on disk: a tmpfs /tmp may forbid device files or exec
+    rm -rf "$rootfs" && mkdir -p "$CACHE_DIR"
+    debootstrap --variant=minbase bookworm "$rootfs" "${DEBIAN_MIRROR:-http://deb.debian.org/debian}" \
         >"$tmpdir/debootstrap.log" 2>&1 || { tail -20 "$tmpdir/debootstrap.log" >&2; die "debootstrap failed"; }
-    tar -C "$tmpdir/rootfs" -c . | "$ENGINE" import - "$LOCAL_BASE" >/dev/null
-    rm -rf "$tmpdir/rootfs"
+    rm -rf "$rootfs"/var/cache/apt/* "$rootfs"/var/lib/apt/lists/*  # the build updates them
+    tar -C "$rootfs" -c . | "$ENGINE" import - "$LOCAL_BASE" >/dev/null
+    rm -rf "$rootfs"
     base=$LOCAL_BASE
 fi
 log "base image: $base"
 
 # --- build ----------------------------------------------------------------------------
 build=("$ENGINE" build -t "$IMAGE" --build-arg "BASE_IMAGE=$base")
+# The build only fetches packages; with podman, the host's network spares it the bridge
+# (and its NAT rules, which a stale bridge of an earlier network backend can shadow).
+if [ "$ENGINE" = podman ]; then build+=(--network host); fi
 for ca in "${CA_BUNDLE:-}" "${PIP_CERT:-}" "${REQUESTS_CA_BUNDLE:-}" "${SSL_CERT_FILE:-}" \
     /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt; do
     if [ -n "$ca" ] && [ -f "$ca" ] && [ -r "$ca" ]; then
@@ -183,9 +190,9 @@ for ca in "${CA_BUNDLE:-}" "${PIP_CERT:-}" "${REQUESTS_CA_BUNDLE:-}" "${SSL_CERT
     fi
 done
 log "building $IMAGE"
-"${build[@]}" . >"$tmpdir/build.log" 2>&1 || { tail -40 "$tmpdir/build.log" >&2; die "image build failed"; }
-"$ENGINE" run --rm "$IMAGE" >/dev/null || die "the image's default command (pirate-worker --help) failed"
-[ "$("$ENGINE" run --rm "$IMAGE" id -u)" != 0 ] || die "the image runs as root"
+timeout 900 "${build[@]}" . >"$tmpdir/build.log" 2>&1 || { tail -40 "$tmpdir/build.log" >&2; die "image build failed"; }
+"$ENGINE" run --rm --network none "$IMAGE" >/dev/null || die "the image's default command (pirate-worker --help) failed"
+[ "$("$ENGINE" run --rm --network none "$IMAGE" id -u)" != 0 ] || die "the image runs as root"
 log "built $IMAGE ($("$ENGINE" image inspect --format '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1 / 1e6}'))"
 
 # --- run ------------------------------------------------------------------------------

@@ -17,12 +17,11 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-HERE = Path(__file__).resolve().parent
 DEMO_CLASS = "demos.procedures:DemoProcedures"
 WORKER_STARTED = re.compile(r"pirate-worker: started ")
 LINE_TIMEOUT = 20.0  # generous: the machine may be busy; a healthy run sees lines in well under 1 s
@@ -39,26 +38,33 @@ def console_script(name: str) -> str:
     return found
 
 
-def _ephemeral_low() -> int:
-    """The lowest port the kernel hands out for outgoing connections (Linux), else 32768."""
+def _ephemeral_range() -> tuple[int, int]:
+    """The ports the kernel picks for outgoing connections (Linux), else the IANA range."""
     try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 49152, 65535
 
 
 _used_ports: set[int] = set()
 
 
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1, below the ephemeral range and never handed out twice.
+    """A TCP port free on 127.0.0.1, outside the ephemeral range and never handed out twice.
 
-    Below the ephemeral range because a worker keeps reconnecting to a port nobody listens on, and
-    a connect to an ephemeral port can pick that same port as its source and connect to itself.
+    Outside the ephemeral range because a worker keeps reconnecting to a port nobody listens on, and
+    a connect to an ephemeral port can pick that very port as its source and connect to itself.
     """
-    low, high = 20000, min(_ephemeral_low(), 32768)
+    low, high = _ephemeral_range()
+    if low > 21000:
+        candidates = range(20000, low)
+    elif high < 64000:
+        candidates = range(high + 1, 65536)
+    else:  # everything is ephemeral here: let the kernel choose
+        candidates = range(0, 1)
     for _ in range(200):
-        port = random.randrange(low, high)
+        port = random.choice(candidates)
         if port in _used_ports:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -66,6 +72,7 @@ def free_port() -> int:
                 probe.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            port = int(probe.getsockname()[1])
         _used_ports.add(port)
         return port
     raise RuntimeError("no free port found")
@@ -76,27 +83,25 @@ def script_env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("PIRATE_ACTORS_KEY", None)
     env["PATH"] = f"{Path(console_script('pirate-call')).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["PYTHONUNBUFFERED"] = "1"
     return env
 
 
 class Process:
     """A running console script whose stdout and stderr lines are collected by reader threads."""
 
-    def __init__(
-        self, argv: list[str], cwd: Path = REPO, env: dict[str, str] | None = None
-    ) -> None:
+    def __init__(self, argv: list[str], cwd: Path = REPO) -> None:
         self.argv = argv
         self.popen = subprocess.Popen(
             argv,
             cwd=cwd,
-            env=env or script_env(),
+            env=script_env(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         self.lines: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        self._closed: set[str] = set()
         self._changed = threading.Condition()
         assert self.popen.stdout is not None and self.popen.stderr is not None
         self._readers = [
@@ -106,15 +111,14 @@ class Process:
         for reader in self._readers:
             reader.start()
 
-    def _read(self, name: str, stream: object) -> None:
-        for line in stream:  # type: ignore[attr-defined]
+    def _read(self, name: str, stream: IO[str]) -> None:
+        for line in stream:
             with self._changed:
                 self.lines[name].append(line.rstrip("\n"))
                 self._changed.notify_all()
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
+        with self._changed:
+            self._closed.add(name)
+            self._changed.notify_all()
 
     @property
     def stdout(self) -> str:
@@ -132,16 +136,15 @@ class Process:
         """The first line of ``stream`` matching ``pattern``; fails showing output if none comes."""
         regex = re.compile(pattern)
         with self._changed:
-            found = self._changed.wait_for(
+            ended = self._changed.wait_for(
                 lambda: (
-                    any(regex.search(line) for line in self.lines[stream])
-                    or self.popen.poll() is not None
+                    any(regex.search(line) for line in self.lines[stream]) or stream in self._closed
                 ),
                 timeout,
             )
             matches = [line for line in self.lines[stream] if regex.search(line)]
         if not matches:
-            state = "exited" if found else "timed out"
+            state = "closed its " + stream if ended else "timed out"
             pytest.fail(
                 f"{self.argv[0]} {state} before a line matching {regex.pattern!r} on {stream}:\n"
                 + self.describe()
@@ -193,16 +196,12 @@ class Processes:
             process.wait_for_line(WORKER_STARTED)
         return process
 
-    def call(
-        self, endpoint: str, procedure: str, *options: str, env: dict[str, str] | None = None
-    ) -> Process:
+    def call(self, endpoint: str, procedure: str, *options: str) -> Process:
         """Start ``pirate-call endpoint procedure options...`` without waiting for it."""
-        return self.start([console_script("pirate-call"), endpoint, procedure, *options], env=env)
+        return self.start([console_script("pirate-call"), endpoint, procedure, *options])
 
-    def start(
-        self, argv: list[str], cwd: Path = REPO, env: dict[str, str] | None = None
-    ) -> Process:
-        process = Process(argv, cwd=cwd, env=env)
+    def start(self, argv: list[str], cwd: Path = REPO) -> Process:
+        process = Process(argv, cwd=cwd)
         self.started.append(process)
         return process
 
@@ -233,16 +232,31 @@ def endpoint() -> str:
     return f"tcp://127.0.0.1:{free_port()}"
 
 
+_shared_workers: dict[str, Process] = {}
+
+
 @pytest.fixture(scope="module")
 def demo_endpoint() -> Iterator[str]:
     """The endpoint of a DemoProcedures worker shared by a module's tests (they never stop it)."""
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     started = Processes()
     try:
-        started.worker(endpoint)
+        _shared_workers[endpoint] = started.worker(endpoint)
         yield endpoint
     finally:
         started.close()
+        del _shared_workers[endpoint]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test that used the shared worker shows that worker's log too."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    endpoint = getattr(item, "funcargs", {}).get("demo_endpoint")
+    if report.failed and endpoint in _shared_workers:
+        worker = _shared_workers[endpoint]
+        report.sections.append((f"shared worker on {endpoint}", worker.describe()[-20000:]))
 
 
 class RunCall(Protocol):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -84,3 +87,47 @@ def test_demo_sh_starts_a_worker_runs_the_examples_and_stops_the_worker(
         result
     )
     assert "exited with" not in result.stderr, described(result)  # the worker exited 0 on SIGTERM
+
+
+def readme_block(heading: str) -> str:
+    """The first indented code block under the README heading ``heading``."""
+    lines = (REPO / "README.md").read_text().splitlines()
+    assert heading in lines, f"README.md has no {heading!r} section any more: update this test"
+    block: list[str] = []
+    for line in lines[lines.index(heading) + 1 :]:
+        if line.startswith("    "):
+            block.append(line[4:])
+        elif block:
+            break
+    assert block, f"README.md's {heading!r} section has no indented code block"
+    return "\n".join(block)
+
+
+@pytest.mark.timeout(60)
+def test_the_readmes_command_line_quickstart_runs_as_written(
+    endpoint: str, scripts_env: dict[str, str]
+) -> None:
+    commands = readme_block("## Quickstart: the command line")
+    assert "pirate-worker" in commands and "pirate-call" in commands, commands
+    script = "set -e\n" + commands.replace("tcp://127.0.0.1:5550", endpoint) + "\nwait %1\n"
+    shell = subprocess.Popen(
+        ["bash", "-c", script],
+        cwd=REPO,
+        env=scripts_env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group: nothing it started outlives the test
+    )
+    try:
+        stdout, stderr = shell.communicate(timeout=50)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(shell.pid, signal.SIGKILL)  # a worker left behind by a failed command
+        shell.wait()
+    result = subprocess.CompletedProcess(shell.args, shell.returncode, stdout, stderr)
+    assert result.returncode == 0, described(result)  # `wait %1`: the worker exited 0 on SIGTERM
+    assert "'pong'" in stdout.splitlines() and "[False, 2]" in stdout.splitlines(), described(
+        result
+    )

@@ -8,11 +8,14 @@ default heartbeat and liveness) so the test can see whether it noticed.
 
 from __future__ import annotations
 
+import signal
+import socket
 import time
 
 import pytest
 
-from tests.helpers.sync import wait_until
+from tests.helpers.procedures import open_gate
+from tests.helpers.sync import started_event, wait_until
 
 REGISTRATION_BOUND = 1.5
 
@@ -70,3 +73,61 @@ def test_a_worker_in_its_own_process_registers_with_a_restarted_client_within_1_
     old.expect("PONG")
     old.kill()
     _assert_registers_quickly(make_client, endpoint)
+
+
+@pytest.mark.timeout(40)
+def test_a_worker_started_before_any_client_registers_within_1_5_s_of_the_clients_bind(
+    make_worker, make_client
+):
+    with socket.socket() as probe:  # a free port, released again: nobody listens there yet
+        probe.bind(("127.0.0.1", 0))
+        endpoint = "tcp://127.0.0.1:%d" % probe.getsockname()[1]
+    worker = make_worker(endpoint)
+    sent = worker.stats()["sent"]
+    wait_until(lambda: worker.stats()["sent"] >= sent + 3, 20, "three READYs into the void")
+    _assert_registers_quickly(make_client, endpoint)
+
+
+@pytest.mark.timeout(40)
+def test_a_worker_whose_client_died_serves_a_new_client_at_full_capacity_while_the_dead_clients_calls_still_run(
+    spawn, make_worker, make_client
+):
+    old = spawn("tests.helpers.client_process", "tcp://127.0.0.1:*", "--busy", "2", name="old-client")
+    endpoint = old.expect("BOUND ").split()[1]
+    worker = make_worker(endpoint, pool_size=2, prefetch=0)
+    old.expect("BUSY")  # both procedure actors are inside a 60 s sleep for the old client
+    assert worker.stats()["held"] == 2
+    old.kill()
+
+    client = make_client(endpoint)
+    client.wait_for_worker(timeout=10)
+    calls = [client.submit("hold", "gate", n) for n in range(2)]
+    for call in calls:
+        assert started_event(call).wait(10), "the new client's calls wait behind abandoned ones"
+    stats = worker.stats()
+    assert (stats["held"], stats["live_actors"]) == (2, 2)
+    open_gate("gate")
+    assert [call.result(timeout=10) for call in calls] == [0, 1]
+
+
+@pytest.mark.timeout(40)
+def test_a_worker_whose_client_froze_registers_again_within_1_5_s_after_it_thaws_and_serves_it(
+    spawn, make_worker
+):
+    frozen = spawn("tests.helpers.client_process", "tcp://127.0.0.1:*", "--heartbeat", "0.2", name="frozen")
+    endpoint = frozen.expect("BOUND ").split()[1]
+    worker = make_worker(endpoint)
+    frozen.expect("PONG")
+    frozen.send_signal(signal.SIGSTOP)
+    try:
+        wait_until(lambda: not worker.stats()["registered"], 20, "the worker judged its client dead")
+        sent = worker.stats()["sent"]
+        wait_until(lambda: worker.stats()["sent"] >= sent + 2, 20, "two READYs while it is frozen")
+    finally:
+        frozen.send_signal(signal.SIGCONT)
+    thawed_at = time.monotonic()
+    wait_until(lambda: worker.stats()["registered"], 10, "registered with the thawed client")
+    elapsed = time.monotonic() - thawed_at
+    assert elapsed <= REGISTRATION_BOUND, f"registered {elapsed:.2f} s after the client thawed"
+    frozen.tell("ping")
+    assert frozen.expect("PONG") == "PONG"

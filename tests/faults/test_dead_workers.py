@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from pirate_actors import WorkerLost
+from pirate_actors import NoWorkerError, WorkerLost
 from tests.helpers.sync import completion_times, started_event, wait_until
 
 from .conftest import FAST
@@ -113,3 +113,55 @@ def test_a_sigstopped_worker_fails_its_calls_with_worker_lost_within_heartbeat_t
     # Its whole capacity is back: the calls it held for the old registration were abandoned.
     pings = [client.submit("ping") for _ in range(8)]
     assert [call.result(timeout=20) for call in pings] == ["pong"] * 8
+
+
+def _one_running_and_three_queued(client, worker):
+    """A capacity-1 worker runs a call that never ends by itself; three more wait in the client."""
+    running = client.submit("sleep", 60)
+    assert started_event(running).wait(20)
+    assert running.worker == worker.id
+    queued = [client.submit("echo", n) for n in range(3)]
+    wait_until(lambda: client.stats()["queued"] == 3, 10, "three calls queued in the client")
+    return running, queued
+
+
+@pytest.mark.timeout(40)
+def test_calls_queued_in_the_client_when_its_only_worker_dies_go_to_the_next_worker_that_registers(
+    make_client, spawn_worker
+):
+    client = make_client(timeout=10.0, **FAST)
+    doomed = spawn_worker(client.endpoint, "doomed", pool_size=1, prefetch=0)
+    client.wait_for_worker(timeout=20)
+    running, queued = _one_running_and_three_queued(client, doomed)
+
+    doomed.process.kill()
+    with pytest.raises(WorkerLost):
+        running.result(timeout=DEATH_BOUND + 10)
+    assert not any(call.done() for call in queued)
+
+    successor = spawn_worker(client.endpoint, "successor")
+    assert [call.result(timeout=20) for call in queued] == [0, 1, 2]
+    assert {call.worker for call in queued} == {successor.id}
+
+
+@pytest.mark.timeout(40)
+def test_calls_queued_in_the_client_fail_with_no_worker_error_once_no_worker_has_been_registered_for_the_clients_timeout(
+    make_client, spawn_worker
+):
+    timeout = 1.0
+    client = make_client(timeout=timeout, **FAST)
+    doomed = spawn_worker(client.endpoint, "doomed", pool_size=1, prefetch=0)
+    client.wait_for_worker(timeout=20)
+    running, queued = _one_running_and_three_queued(client, doomed)
+    finished_at = completion_times([running, *queued])
+
+    doomed.process.kill()
+    with pytest.raises(WorkerLost):
+        running.result(timeout=DEATH_BOUND + 10)
+    for call in queued:
+        with pytest.raises(NoWorkerError):
+            call.result(timeout=timeout + 10)
+    lost_at = finished_at[id(running)]
+    for call in queued:
+        waited = finished_at[id(call)] - lost_at
+        assert timeout - 0.1 <= waited <= timeout + 1.0, f"NoWorkerError {waited:.2f} s after the loss"

@@ -39,3 +39,27 @@ def test_a_procedure_running_a_minute_with_heartbeat_0_2_s_and_liveness_3_on_bot
     make_client, spawn_worker
 ):
     _long_calls_complete(make_client, spawn_worker, 60.0)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "client_settings, worker_settings",
+    [((0.2, 3), (2.0, 3)), ((2.0, 3), (0.2, 3))],
+    ids=["fast-client-slow-worker", "slow-client-fast-worker"],
+)
+def test_a_call_spanning_many_heartbeats_completes_without_a_false_death_when_client_and_worker_heartbeat_differently(
+    make_client, spawn_worker, client_settings, worker_settings
+):
+    """Each side judges the other by the interval the *other* announced (SPEC §5)."""
+    client = make_client(heartbeat=client_settings[0], liveness=client_settings[1])
+    worker = spawn_worker(
+        client.endpoint, "mismatched", pool_size=2,
+        heartbeat=worker_settings[0], liveness=worker_settings[1],
+    )
+    client.wait_for_worker(timeout=20)
+    spinning = client.submit("busy", 2.5)
+    sleeping = client.submit("sleep", 2.5)
+    assert sleeping.result(timeout=30) is True
+    assert spinning.result(timeout=30) > 0
+    assert [info.id for info in client.workers()] == [worker.id]
+    assert client.call("ping", timeout=10) == "pong"

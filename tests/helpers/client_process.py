@@ -1,9 +1,11 @@
-"""Run a client that binds ENDPOINT and serves until stdin closes (tests SIGKILL it).
+"""Run a client that binds ENDPOINT and serves until stdin closes (tests SIGKILL or SIGSTOP it).
 
-    python -m tests.helpers.client_process ENDPOINT [--heartbeat S] [--liveness N]
+    python -m tests.helpers.client_process ENDPOINT [--heartbeat S] [--liveness N] [--busy N]
 
-Prints ``BOUND <endpoint>`` once bound, ``REGISTERED`` once a worker registered and
-``PONG`` after a ``ping`` call to it succeeded.
+Prints ``BOUND <endpoint>`` once bound, ``REGISTERED`` once a worker registered and ``PONG``
+after a ``ping`` call to it succeeded. With ``--busy N`` it then submits N calls of
+``sleep(60)`` and prints ``BUSY`` once all of them have started. Each ``ping`` line on stdin
+makes another ``ping`` call: ``PONG`` or ``FAILED <exception type>``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import threading
 from typing import Sequence
 
 from pirate_actors import Client
@@ -23,6 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("endpoint")
     parser.add_argument("--heartbeat", type=float, default=1.0)
     parser.add_argument("--liveness", type=int, default=3)
+    parser.add_argument("--busy", type=int, default=0)
     options = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -32,8 +36,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         say("REGISTERED")
         if client.call("ping", timeout=30) == "pong":
             say("PONG")
+        if options.busy:
+            started = threading.Semaphore(0)
+            for _ in range(options.busy):
+                client.submit("sleep", 60).add_partial_callback(
+                    lambda future, message: started.release() if message == "started" else None
+                )
+            if all(started.acquire(timeout=30) for _ in range(options.busy)):
+                say("BUSY")
         for line in sys.stdin:
-            if line.strip() == "stop":
+            if line.strip() == "ping":
+                try:
+                    say("PONG" if client.call("ping", timeout=10) == "pong" else "WRONG")
+                except Exception as exc:  # noqa: BLE001 - reported to the test
+                    say(f"FAILED {type(exc).__name__}")
+            elif line.strip() == "stop":
                 break
     return 0
 
