@@ -7,19 +7,10 @@ import re
 import signal
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
-if TYPE_CHECKING:
-    from conftest import Processes, RunCall
-
-HERE = Path(__file__).resolve().parent
-SUMMARY = re.compile(r"^(\d+) calls, (\d+) errors, (\d+(?:\.\d+)?) calls/s$", re.MULTILINE)
-
-
-def described(result: subprocess.CompletedProcess[str]) -> str:
-    return f"exit {result.returncode}\n--- stdout:\n{result.stdout}\n--- stderr:\n{result.stderr}"
+from tests.cli.support import HERE, SUMMARY, Processes, described, run_call, script_env
 
 
 @pytest.mark.timeout(60)
@@ -42,7 +33,7 @@ def described(result: subprocess.CompletedProcess[str]) -> str:
     ],
 )
 def test_a_call_prints_the_repr_of_its_result_and_exits_0(
-    run_call: RunCall, demo_endpoint: str, procedure: str, options: list[str], printed: str
+    demo_endpoint: str, procedure: str, options: list[str], printed: str
 ) -> None:
     result = run_call(demo_endpoint, procedure, *options)
     assert (result.returncode, result.stdout) == (0, printed + "\n"), described(result)
@@ -60,16 +51,14 @@ def test_a_call_prints_the_repr_of_its_result_and_exits_0(
     ],
 )
 def test_json_prints_results_as_json(
-    run_call: RunCall, demo_endpoint: str, procedure: str, options: list[str], printed: str
+    demo_endpoint: str, procedure: str, options: list[str], printed: str
 ) -> None:
     result = run_call(demo_endpoint, procedure, "--json", *options)
     assert (result.returncode, result.stdout) == (0, printed + "\n"), described(result)
 
 
 @pytest.mark.timeout(60)
-def test_partials_go_to_stderr_in_order_before_the_result(
-    run_call: RunCall, demo_endpoint: str
-) -> None:
+def test_partials_go_to_stderr_in_order_before_the_result(demo_endpoint: str) -> None:
     result = run_call(demo_endpoint, "slow_succeed", "--args", "0.1")
     assert (result.returncode, result.stdout) == (0, "True\n"), described(result)
     partials = [line for line in result.stderr.splitlines() if line.startswith("partial: ")]
@@ -79,14 +68,14 @@ def test_partials_go_to_stderr_in_order_before_the_result(
 
 
 @pytest.mark.timeout(60)
-def test_quiet_hides_partials_but_not_the_result(run_call: RunCall, demo_endpoint: str) -> None:
+def test_quiet_hides_partials_but_not_the_result(demo_endpoint: str) -> None:
     result = run_call(demo_endpoint, "slow_succeed", "--args", "0", "-q")
     assert (result.returncode, result.stdout, result.stderr) == (0, "True\n", ""), described(result)
 
 
 @pytest.mark.timeout(60)
 def test_a_procedure_that_raises_exits_1_with_type_message_and_remote_traceback(
-    run_call: RunCall, demo_endpoint: str
+    demo_endpoint: str,
 ) -> None:
     result = run_call(demo_endpoint, "slow_fail", "--args", "0")
     assert (result.returncode, result.stdout) == (1, ""), described(result)
@@ -101,7 +90,7 @@ def test_a_procedure_that_raises_exits_1_with_type_message_and_remote_traceback(
 
 
 @pytest.mark.timeout(60)
-def test_an_unknown_procedure_exits_1_naming_it(run_call: RunCall, demo_endpoint: str) -> None:
+def test_an_unknown_procedure_exits_1_naming_it(demo_endpoint: str) -> None:
     result = run_call(demo_endpoint, "invalid_request")
     assert (result.returncode, result.stdout) == (1, ""), described(result)
     assert re.search(r"pirate-call: error: UnknownProcedure: .*invalid_request", result.stderr), (
@@ -111,7 +100,7 @@ def test_an_unknown_procedure_exits_1_naming_it(run_call: RunCall, demo_endpoint
 
 @pytest.mark.timeout(60)
 def test_wrong_arguments_for_a_procedure_exit_1_with_the_remote_type_error(
-    run_call: RunCall, demo_endpoint: str
+    demo_endpoint: str,
 ) -> None:
     result = run_call(demo_endpoint, "compare", "--args", '"only one"')
     assert (result.returncode, result.stdout) == (1, ""), described(result)
@@ -119,7 +108,7 @@ def test_wrong_arguments_for_a_procedure_exit_1_with_the_remote_type_error(
 
 
 @pytest.mark.timeout(60)
-def test_no_worker_within_wait_exits_3(run_call: RunCall, endpoint: str) -> None:
+def test_no_worker_within_wait_exits_3(endpoint: str) -> None:
     result = run_call(endpoint, "ping", "--wait", "0.3")
     assert (result.returncode, result.stdout) == (3, ""), described(result)
     assert "NoWorkerError" in result.stderr, described(result)
@@ -127,7 +116,7 @@ def test_no_worker_within_wait_exits_3(run_call: RunCall, endpoint: str) -> None
 
 @pytest.mark.timeout(60)
 def test_a_call_slower_than_its_timeout_exits_4_and_the_worker_serves_on(
-    run_call: RunCall, demo_endpoint: str
+    demo_endpoint: str,
 ) -> None:
     result = run_call(demo_endpoint, "slow_succeed", "--args", "3", "--timeout", "0.5")
     assert (result.returncode, result.stdout) == (4, ""), described(result)
@@ -137,9 +126,7 @@ def test_a_call_slower_than_its_timeout_exits_4_and_the_worker_serves_on(
 
 
 @pytest.mark.timeout(60)
-def test_count_makes_that_many_calls_and_ends_with_a_summary(
-    run_call: RunCall, demo_endpoint: str
-) -> None:
+def test_count_makes_that_many_calls_and_ends_with_a_summary(demo_endpoint: str) -> None:
     result = run_call(demo_endpoint, "ping", "--count", "25", "-q")
     assert (result.returncode, result.stdout) == (0, "'pong'\n" * 25), described(result)
     summary = SUMMARY.search(result.stderr)
@@ -148,15 +135,13 @@ def test_count_makes_that_many_calls_and_ends_with_a_summary(
 
 
 @pytest.mark.timeout(60)
-def test_a_single_call_prints_no_summary(run_call: RunCall, demo_endpoint: str) -> None:
+def test_a_single_call_prints_no_summary(demo_endpoint: str) -> None:
     result = run_call(demo_endpoint, "ping")
     assert result.returncode == 0 and SUMMARY.search(result.stderr) is None, described(result)
 
 
 @pytest.mark.timeout(60)
-def test_count_with_failing_calls_counts_the_errors_and_exits_1(
-    run_call: RunCall, demo_endpoint: str
-) -> None:
+def test_count_with_failing_calls_counts_the_errors_and_exits_1(demo_endpoint: str) -> None:
     result = run_call(demo_endpoint, "slow_fail", "--args", "0", "--count", "3", "-q")
     assert (result.returncode, result.stdout) == (1, ""), described(result)
     summary = SUMMARY.search(result.stderr)
@@ -165,7 +150,7 @@ def test_count_with_failing_calls_counts_the_errors_and_exits_1(
 
 @pytest.mark.timeout(60)
 def test_with_several_calls_the_exit_code_is_that_of_the_last_failed_one(
-    processes: Processes, run_call: RunCall, endpoint: str
+    processes: Processes, endpoint: str
 ) -> None:
     # Served from this folder as the current directory: proves MODULE is imported from there too.
     worker = processes.worker(
@@ -183,7 +168,7 @@ def test_with_several_calls_the_exit_code_is_that_of_the_last_failed_one(
 
 @pytest.mark.timeout(60)
 def test_a_result_json_cannot_express_exits_1_with_json_and_prints_its_repr_without(
-    processes: Processes, run_call: RunCall, endpoint: str
+    processes: Processes, endpoint: str
 ) -> None:
     processes.worker(endpoint, target="scripted_procedures:Scripted", cwd=HERE)
     as_json = run_call(endpoint, "a_set", "--json", "-q")
@@ -194,9 +179,7 @@ def test_a_result_json_cannot_express_exits_1_with_json_and_prints_its_repr_with
 
 
 @pytest.mark.timeout(60)
-def test_a_reader_that_stops_reading_ends_an_endless_count_cleanly(
-    demo_endpoint: str, scripts_env: dict[str, str]
-) -> None:
+def test_a_reader_that_stops_reading_ends_an_endless_count_cleanly(demo_endpoint: str) -> None:
     result = subprocess.run(
         [
             "bash",
@@ -204,7 +187,7 @@ def test_a_reader_that_stops_reading_ends_an_endless_count_cleanly(
             'set -o pipefail; pirate-call "$0" ping --count -1 -q | head -3',
             demo_endpoint,
         ],
-        env=scripts_env,
+        env=script_env(),
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
@@ -228,7 +211,7 @@ def test_wait_lets_pirate_call_bind_first_and_a_worker_come_later(
 
 @pytest.mark.timeout(60)
 def test_a_worker_logs_the_procedures_it_serves_and_each_registration(
-    processes: Processes, run_call: RunCall, endpoint: str
+    processes: Processes, endpoint: str
 ) -> None:
     worker = processes.worker(endpoint)
     names = ("compare", "ping", "return_none", "slow_fail", "slow_succeed")
@@ -242,7 +225,7 @@ def test_a_worker_logs_the_procedures_it_serves_and_each_registration(
 
 @pytest.mark.timeout(60)
 def test_a_shared_key_file_lets_calls_through_and_trailing_newlines_do_not_count(
-    processes: Processes, run_call: RunCall, endpoint: str, tmp_path: Path
+    processes: Processes, endpoint: str, tmp_path: Path
 ) -> None:
     key = b"0123456789abcdef-a-test-key"
     (tmp_path / "worker.key").write_bytes(key + b"\r\n")
@@ -254,7 +237,7 @@ def test_a_shared_key_file_lets_calls_through_and_trailing_newlines_do_not_count
 
 @pytest.mark.timeout(60)
 def test_a_different_key_keeps_the_worker_out(
-    processes: Processes, run_call: RunCall, endpoint: str, tmp_path: Path
+    processes: Processes, endpoint: str, tmp_path: Path
 ) -> None:
     (tmp_path / "worker.key").write_bytes(b"0123456789abcdef-the-workers-key")
     (tmp_path / "client.key").write_bytes(b"0123456789abcdef-another-key")

@@ -6,16 +6,11 @@ import contextlib
 import os
 import signal
 import subprocess
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
-if TYPE_CHECKING:
-    from conftest import Processes
+from tests.cli.support import HERE, REPO, Processes, described, script_env
 
-REPO = Path(__file__).resolve().parents[2]
-HERE = Path(__file__).resolve().parent
 EXPECTED_COMMANDS = [
     "$ pirate-call {endpoint} ping",
     "$ pirate-call {endpoint} return_none",
@@ -40,15 +35,9 @@ def run_script(script: str, endpoint: str, env: dict[str, str]) -> subprocess.Co
     )
 
 
-def described(result: subprocess.CompletedProcess[str]) -> str:
-    return f"exit {result.returncode}\n--- stdout:\n{result.stdout}\n--- stderr:\n{result.stderr}"
-
-
 @pytest.mark.timeout(60)
-def test_run_examples_passes_against_a_demo_worker_and_shows_every_call(
-    demo_endpoint: str, scripts_env: dict[str, str]
-) -> None:
-    result = run_script("run_examples.sh", demo_endpoint, scripts_env)
+def test_run_examples_passes_against_a_demo_worker_and_shows_every_call(demo_endpoint: str) -> None:
+    result = run_script("run_examples.sh", demo_endpoint, script_env())
     assert result.returncode == 0, described(result)
     for command in EXPECTED_COMMANDS:
         assert command.format(endpoint=demo_endpoint) in result.stdout.splitlines(), described(
@@ -64,10 +53,10 @@ def test_run_examples_passes_against_a_demo_worker_and_shows_every_call(
 
 @pytest.mark.timeout(60)
 def test_run_examples_fails_against_a_worker_that_answers_wrongly(
-    processes: Processes, endpoint: str, scripts_env: dict[str, str]
+    processes: Processes, endpoint: str
 ) -> None:
     processes.worker(endpoint, target="scripted_procedures:WrongAnswers", cwd=HERE)
-    result = run_script("run_examples.sh", endpoint, scripts_env)
+    result = run_script("run_examples.sh", endpoint, script_env())
     assert result.returncode == 1, described(result)
     assert "UNEXPECTED: wanted exit 0 and output ['pong'], got exit 0" in result.stdout, described(
         result
@@ -77,10 +66,8 @@ def test_run_examples_fails_against_a_worker_that_answers_wrongly(
 
 
 @pytest.mark.timeout(60)
-def test_demo_sh_starts_a_worker_runs_the_examples_and_stops_the_worker(
-    endpoint: str, scripts_env: dict[str, str]
-) -> None:
-    result = run_script("demo.sh", endpoint, scripts_env)
+def test_demo_sh_starts_a_worker_runs_the_examples_and_stops_the_worker(endpoint: str) -> None:
+    result = run_script("demo.sh", endpoint, script_env())
     assert result.returncode == 0, described(result)
     assert "9 of 9 examples behaved as expected" in result.stdout, described(result)
     assert "[worker]" in result.stderr and "pirate-worker: stopped" in result.stderr, described(
@@ -104,16 +91,14 @@ def readme_block(heading: str) -> str:
 
 
 @pytest.mark.timeout(60)
-def test_the_readmes_command_line_quickstart_runs_as_written(
-    endpoint: str, scripts_env: dict[str, str]
-) -> None:
+def test_the_readmes_command_line_quickstart_runs_as_written(endpoint: str) -> None:
     commands = readme_block("## Quickstart: the command line")
     assert "pirate-worker" in commands and "pirate-call" in commands, commands
     script = "set -e\n" + commands.replace("tcp://127.0.0.1:5550", endpoint) + "\nwait %1\n"
     shell = subprocess.Popen(
         ["bash", "-c", script],
         cwd=REPO,
-        env=scripts_env,
+        env=script_env(),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -3,16 +3,12 @@ counted pirate-call with its summary (exit 0); a worker killed mid-call makes pi
 
 from __future__ import annotations
 
-import re
 import signal
-from typing import TYPE_CHECKING
 
 import pytest
 
-if TYPE_CHECKING:
-    from conftest import Processes, RunCall
+from tests.cli.support import SUMMARY, Processes
 
-SUMMARY = re.compile(r"^(\d+) calls, (\d+) errors, (\d+(?:\.\d+)?) calls/s$", re.MULTILINE)
 SIGNALS = [pytest.param(signal.SIGTERM, id="SIGTERM"), pytest.param(signal.SIGINT, id="SIGINT")]
 
 
@@ -92,7 +88,7 @@ def test_a_signal_during_a_counted_run_keeps_the_last_failure_as_the_exit_code(
 
 @pytest.mark.timeout(60)
 def test_a_worker_killed_during_a_call_makes_pirate_call_exit_5(
-    processes: Processes, run_call: RunCall, endpoint: str
+    processes: Processes, endpoint: str
 ) -> None:
     worker = processes.worker(endpoint, "--heartbeat", "0.2")
     call = processes.call(endpoint, "slow_succeed", "--args", "30", "--timeout", "30")

@@ -6,12 +6,10 @@ import signal
 import socket
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
-if TYPE_CHECKING:
-    from conftest import Processes, RunCall, RunTool
+from tests.cli.support import Processes, run_call, run_tool
 
 
 def assert_usage_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
@@ -44,7 +42,7 @@ CODE = "__import__('os').system('touch {marker}')"
     ],
 )
 def test_python_code_as_an_argument_is_refused_with_exit_2_and_never_runs(
-    run_call: RunCall, endpoint: str, tmp_path: Path, option: str, template: str
+    endpoint: str, tmp_path: Path, option: str, template: str
 ) -> None:
     marker = tmp_path / "pwned"
     # --wait 0: had the argument been accepted, the call would end with exit 3 (no worker), not 2.
@@ -68,7 +66,7 @@ def test_python_code_as_an_argument_is_refused_with_exit_2_and_never_runs(
     ],
 )
 def test_arguments_that_are_not_json_are_a_usage_error(
-    run_call: RunCall, endpoint: str, option: str, text: str
+    endpoint: str, option: str, text: str
 ) -> None:
     assert_usage_error(run_call(endpoint, "compare", option, text, "--wait", "0"), option)
 
@@ -88,13 +86,13 @@ def test_arguments_that_are_not_json_are_a_usage_error(
     ],
 )
 def test_bad_pirate_call_options_are_one_line_usage_errors(
-    run_call: RunCall, endpoint: str, options: list[str], fragment: str
+    endpoint: str, options: list[str], fragment: str
 ) -> None:
     assert_usage_error(run_call(endpoint, "ping", "--wait", "0", *options), fragment)
 
 
 @pytest.mark.timeout(60)
-def test_pirate_call_without_a_procedure_is_a_usage_error(run_tool: RunTool, endpoint: str) -> None:
+def test_pirate_call_without_a_procedure_is_a_usage_error(endpoint: str) -> None:
     assert_usage_error(run_tool("pirate-call", endpoint), "PROCEDURE")
 
 
@@ -115,7 +113,7 @@ def test_pirate_call_without_a_procedure_is_a_usage_error(run_tool: RunTool, end
     ],
 )
 def test_a_bad_module_class_makes_pirate_worker_exit_2_with_one_line(
-    run_tool: RunTool, target: str, fragment: str
+    target: str, fragment: str
 ) -> None:
     assert_usage_error(
         run_tool("pirate-worker", target, "--connect", "tcp://127.0.0.1:9"), fragment
@@ -135,7 +133,7 @@ def test_a_bad_module_class_makes_pirate_worker_exit_2_with_one_line(
     ],
 )
 def test_bad_pirate_worker_options_are_one_line_usage_errors(
-    run_tool: RunTool, options: list[str], fragment: str
+    options: list[str], fragment: str
 ) -> None:
     assert_usage_error(
         run_tool("pirate-worker", "demos.procedures:DemoProcedures", *options), fragment
@@ -144,7 +142,7 @@ def test_bad_pirate_worker_options_are_one_line_usage_errors(
 
 @pytest.mark.timeout(60)
 def test_an_unreadable_key_file_is_a_usage_error_for_both_tools(
-    run_call: RunCall, run_tool: RunTool, endpoint: str, tmp_path: Path
+    endpoint: str, tmp_path: Path
 ) -> None:
     missing = str(tmp_path / "no-such-key")
     assert_usage_error(run_call(endpoint, "ping", "--key-file", missing, "--wait", "0"), missing)
@@ -163,7 +161,7 @@ def test_an_unreadable_key_file_is_a_usage_error_for_both_tools(
 
 @pytest.mark.timeout(60)
 def test_a_key_shorter_than_16_bytes_is_a_usage_error_for_both_tools(
-    run_call: RunCall, run_tool: RunTool, endpoint: str, tmp_path: Path
+    endpoint: str, tmp_path: Path
 ) -> None:
     key_file = tmp_path / "short.key"
     key_file.write_bytes(b"fifteen-bytes!!\n")  # 15 bytes once the newline is stripped
@@ -182,9 +180,7 @@ def test_a_key_shorter_than_16_bytes_is_a_usage_error_for_both_tools(
 
 
 @pytest.mark.timeout(60)
-def test_a_non_loopback_endpoint_without_a_key_is_refused_by_both_tools(
-    run_call: RunCall, run_tool: RunTool
-) -> None:
+def test_a_non_loopback_endpoint_without_a_key_is_refused_by_both_tools() -> None:
     # Refused before binding: the endpoint is never opened, so this test exposes nothing.
     assert_usage_error(run_call("tcp://0.0.0.0:5550", "ping", "--wait", "0"), "--insecure")
     assert_usage_error(
@@ -206,7 +202,7 @@ def test_insecure_lets_a_worker_connect_to_a_non_loopback_endpoint_without_a_key
 
 
 @pytest.mark.timeout(60)
-def test_an_endpoint_already_in_use_is_a_usage_error(run_call: RunCall, endpoint: str) -> None:
+def test_an_endpoint_already_in_use_is_a_usage_error(endpoint: str) -> None:
     host, port = endpoint.removeprefix("tcp://").rsplit(":", 1)
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
         squatter.bind((host, int(port)))
@@ -216,7 +212,7 @@ def test_an_endpoint_already_in_use_is_a_usage_error(run_call: RunCall, endpoint
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("tool", ["pirate-call", "pirate-worker"])
-def test_help_lists_the_options_and_exits_0(run_tool: RunTool, tool: str) -> None:
+def test_help_lists_the_options_and_exits_0(tool: str) -> None:
     result = run_tool(tool, "--help")
     assert result.returncode == 0, result.stderr
     for option in ("--key-file", "--insecure", "-v", "-q"):
