@@ -50,6 +50,7 @@ __all__ = ["Client"]
 logger = logging.getLogger("pirate_actors.client")
 
 _MAX_BATCH = 256
+_MAX_READ_SECONDS = 0.02  # per wake-up, so a flood of partials cannot delay heartbeats
 _ENTRY_OVERHEAD = 13
 _FRAME_OVERHEAD = 128  # signature, command, header and MAC of a one-call message
 
@@ -122,10 +123,10 @@ class _Loop:
                 ready = dict(poller.poll(None if math.isinf(timeout) else math.ceil(timeout * 1000)))
             finally:
                 mailbox.woken()
-            if self.socket in ready and not self._read_socket():
-                continue  # more to read: judge liveness only once the backlog is read
+            drained = self.socket not in ready or self._read_socket()
             now = time.monotonic()
-            events, out = self.protocol.tick(now)
+            # Judge liveness only once the backlog is read; heartbeat regardless.
+            events, out = self.protocol.tick(now, expire=drained)
             self._handle(events, now)
             for peer, frames in out:
                 self._send(peer, frames)
@@ -163,9 +164,12 @@ class _Loop:
 
     def _read_socket(self) -> bool:
         """Handle up to a batch of messages; True once the socket is drained."""
+        until = time.monotonic() + _MAX_READ_SECONDS
         for _ in range(_MAX_BATCH):
             if not int(self.socket.get(zmq.EVENTS)) & zmq.POLLIN:
                 return True  # cheaper than a recv that raises zmq.Again
+            if time.monotonic() > until:
+                return False  # give heartbeats a turn; a message may carry many entries
             frames = self.socket.recv_multipart(zmq.NOBLOCK)
             if len(frames) < 2:
                 self.protocol.stats.malformed += 1
@@ -314,7 +318,14 @@ class _Loop:
             self.load[call.peer].calls.discard(call.request_id)
         call.peer = None
         call.future.worker = None
-        self.queue.appendleft(call)
+        # Back ahead of newer calls, in submission order (request ids grow with submission).
+        index = 0
+        for index, queued in enumerate(self.queue):  # noqa: B007
+            if queued.request_id > call.request_id:
+                break
+        else:
+            index = len(self.queue)
+        self.queue.insert(index, call)
 
     def _finish(
         self, request_id: int, peer: bytes | None, *, result: Any = None,

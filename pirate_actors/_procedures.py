@@ -29,14 +29,19 @@ logger = logging.getLogger("pirate_actors.procedures")
 _OVERHEAD = 128  # frames around one reply: signature, command, entry header, MAC
 
 
-@dataclass(frozen=True)
+@dataclass
 class Run:
-    """Socket actor → procedure actor: run this call and tell ``sink`` how it goes."""
+    """Socket actor → procedure actor: run this call and tell ``sink`` how it goes.
+
+    ``cancelled`` is set by the supervisor (another thread) when the caller gave up; the
+    procedure can poll it through :attr:`ProcedureActor.cancelled`, and ``report()`` stops
+    sending."""
 
     request_id: int
     body: bytes
     sink: ActorRef[Any]
     max_size: int
+    cancelled: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,14 @@ class Exited:
 
     actor_urn: str
     unrun: tuple[Run, ...]
+
+
+def _tell(sink: ActorRef[Any], message: Any) -> None:
+    """Tell the socket actor; if its worker has stopped, nobody waits for the answer."""
+    try:
+        sink.tell(message)
+    except pykka.ActorDeadError:
+        logger.debug("worker stopped; dropped %s", type(message).__name__)
 
 
 spawning = threading.local()
@@ -114,7 +127,16 @@ class ProcedureActor(pykka.ThreadingActor):
         current = self.__current
         if current is None or threading.current_thread() is not self.__thread:
             raise RuntimeError("report() can only be called from inside a procedure")
-        current.sink.tell(Partial(current.request_id, _codec.dumps(message)))
+        if current.cancelled:
+            return  # nobody listens any more
+        _tell(current.sink, Partial(current.request_id, _codec.dumps(message)))
+
+    @property
+    def cancelled(self) -> bool:
+        """True inside a procedure whose call was cancelled (or whose client left): a
+        long-running procedure may poll this and return early; its result is dropped."""
+        current = self.__current
+        return current is not None and current.cancelled
 
     def on_receive(self, message: Any) -> Any:
         """Run calls; anything else goes to pykka's default handling."""
@@ -129,18 +151,18 @@ class ProcedureActor(pykka.ThreadingActor):
         try:
             procedure, args, kwargs = _codec.loads(run.body)
         except Exception as exc:  # noqa: BLE001
-            sink.tell(Started(run.request_id))
+            _tell(sink, Started(run.request_id))
             body = _codec.dump_error(ErrorKind.PROTOCOL, "ProtocolError", f"undecodable call: {exc!r}")
-            sink.tell(Done(run.request_id, Command.ERROR, body, self.actor_urn))
+            _tell(sink, Done(run.request_id, Command.ERROR, body, self.actor_urn))
             return
         if not isinstance(procedure, str) or procedure not in procedures_of(type(self)):
             body = _codec.dump_error(
                 ErrorKind.UNKNOWN, "UnknownProcedure",
                 f"no procedure {procedure!r} on {type(self).__name__}",
             )
-            sink.tell(Done(run.request_id, Command.ERROR, body, self.actor_urn))
+            _tell(sink, Done(run.request_id, Command.ERROR, body, self.actor_urn))
             return
-        sink.tell(Started(run.request_id))
+        _tell(sink, Started(run.request_id))
         self.__current = run
         fatal = False
         try:
@@ -153,7 +175,7 @@ class ProcedureActor(pykka.ThreadingActor):
             fatal = True
         finally:
             self.__current = None
-        sink.tell(Done(run.request_id, command, body, self.actor_urn))
+        _tell(sink, Done(run.request_id, command, body, self.actor_urn))
         if fatal:
             logger.warning("procedure %s raised a BaseException; replacing its actor", procedure)
             self.stop()
@@ -193,6 +215,6 @@ class ProcedureActor(pykka.ThreadingActor):
         sink = self.__sink
         if sink is not None:
             try:
-                sink.tell(Exited(self.actor_urn, tuple(unrun)))
+                _tell(sink, Exited(self.actor_urn, tuple(unrun)))
             except pykka.ActorDeadError:
                 pass

@@ -40,6 +40,7 @@ class Pool:
         self._actors: dict[str, ActorRef[Any]] = {}
         self._idle: collections.deque[str] = collections.deque()
         self._running: dict[int, str] = {}  # request id -> actor urn
+        self._runs: dict[int, Run] = {}  # request id -> the running call
         self._busy: dict[str, int] = {}  # actor urn -> request id
         self._retired: dict[str, ActorRef[Any]] = {}
         self.waiting: collections.OrderedDict[int, Run] = collections.OrderedDict()
@@ -87,6 +88,7 @@ class Pool:
                 self._lost(urn)
                 continue
             self._running[request_id] = urn
+            self._runs[request_id] = run
             self._busy[urn] = request_id
 
     def finished(self, request_id: int, actor_urn: str) -> bool:
@@ -99,6 +101,7 @@ class Pool:
             return False
         del self._busy[actor_urn]
         del self._running[request_id]
+        self._runs.pop(request_id, None)
         self._served.add(actor_urn)
         self._failed_starts = 0
         if actor_urn in self._actors and not self.closed:
@@ -113,6 +116,9 @@ class Pool:
         urn = self._running.pop(request_id, None)
         if urn is None:
             return
+        run = self._runs.pop(request_id, None)
+        if run is not None:
+            run.cancelled = True  # seen by the procedure thread: report() goes quiet
         del self._busy[urn]
         self._retired[urn] = self._actors.pop(urn)
         logger.debug("call %d cancelled while running; retiring its actor", request_id)
@@ -128,6 +134,7 @@ class Pool:
         orphan = self._busy.pop(actor_urn, None)
         if orphan is not None:
             self._running.pop(orphan, None)
+            self._runs.pop(orphan, None)
             if any(run.request_id == orphan for run in unrun):
                 orphan = None  # it was handed to the actor but never started
         for run in reversed(unrun):

@@ -53,7 +53,9 @@ __all__ = ["Worker"]
 logger = logging.getLogger("pirate_actors.worker")
 
 _MAX_BATCH = 256  # socket messages read per wake-up before the inbox gets a turn
+_MAX_READ_SECONDS = 0.02  # per wake-up, so a flood of messages cannot delay heartbeats
 _ENTRY_OVERHEAD = 13
+_FAIR_SHARE = 256  # inbox messages handled before the socket and timers get a turn
 
 
 class _Idle:
@@ -68,14 +70,22 @@ class _SocketInbox:
 
     def __init__(self) -> None:
         self.mailbox: Mailbox[Envelope[Any]] = Mailbox()
+        self._streak = 0
 
     def put(self, envelope: Envelope[Any], /) -> None:
         self.mailbox.put(envelope)
 
     def get(self) -> Envelope[Any]:
+        # Every _FAIR_SHARE messages the socket gets a turn even if the inbox never empties,
+        # so a procedure reporting as fast as it can cannot starve heartbeats and flushes.
+        self._streak += 1
+        if self._streak > _FAIR_SHARE:
+            self._streak = 0
+            return _IDLE
         try:
             return self.mailbox.get_nowait()
         except IndexError:
+            self._streak = 0
             return _IDLE
 
     def empty(self) -> bool:
@@ -138,6 +148,7 @@ class _SocketActor(pykka.ThreadingActor):
         self._out: dict[Command, list[Entry]] = {Command.PARTIAL: [], Command.REPLY: [], Command.ERROR: []}
         self._out_size = 0
         self._stop_deadline: float | None = None
+        self._lost_at: float | None = None  # when the client left, if no one replaced it yet
         self._finished = False
 
     # -- life cycle
@@ -156,6 +167,10 @@ class _SocketActor(pykka.ThreadingActor):
         finally:
             config.started.set()
 
+    @property
+    def _patience(self) -> float:
+        return self.config.heartbeat * self.config.liveness
+
     def _open_socket(self) -> None:
         """Create and connect the DEALER socket and its monitor (in this actor's thread)."""
         config = self.config
@@ -166,7 +181,7 @@ class _SocketActor(pykka.ThreadingActor):
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, config.max_message_size)
         sock.setsockopt(zmq.ROUTING_ID, config.identity)
-        self.monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        self.monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
         sock.connect(config.connect)
         self.socket = sock
         self.poller.register(sock, zmq.POLLIN)
@@ -320,6 +335,8 @@ class _SocketActor(pykka.ThreadingActor):
             deadline = min(deadline, self.pool.next_deadline())
         if self._stop_deadline is not None:
             deadline = min(deadline, self._stop_deadline)
+        if self._lost_at is not None:
+            deadline = min(deadline, self._lost_at + self._patience)
         timeout = 0 if not self.inbox.mailbox.prepare_sleep() else max(0.0, deadline - now)
         try:
             ready = dict(self.poller.poll(math.ceil(timeout * 1000)))
@@ -327,12 +344,16 @@ class _SocketActor(pykka.ThreadingActor):
             self.inbox.mailbox.woken()
         if self.monitor in ready:
             self._on_monitor()
-        if self.socket in ready and not self._on_socket():
-            return  # more to read: judge liveness only once the backlog is read
+        drained = self.socket not in ready or self._on_socket()
         now = time.monotonic()
         if self.pool is not None:
             self.pool.tick(now)
-        events, frames = self.protocol.tick(now)
+        if self._lost_at is not None and now >= self._lost_at + self._patience:
+            # No client came back on this socket; libzmq may have given up on the session
+            # (it does after a protocol error), so start over with a fresh one.
+            self._lost_at = now
+            self._reconnect()
+        events, frames = self.protocol.tick(now, expire=drained)  # judge only a read backlog
         self._handle(events)
         for message in frames:
             self._send(message)
@@ -351,13 +372,19 @@ class _SocketActor(pykka.ThreadingActor):
                 now = time.monotonic()
                 self._handle(self.protocol.connected(now))
                 self._send(self.protocol.ready_frames(now))
+            elif event == zmq.EVENT_DISCONNECTED:
+                # The client closed or died; with ZMQ_IMMEDIATE its unread goodbye may be gone.
+                self._handle(self.protocol.disconnected())
 
     def _on_socket(self) -> bool:
         """Handle up to a batch of messages; True once the socket is drained."""
         assert self.socket is not None
+        until = time.monotonic() + _MAX_READ_SECONDS
         for _ in range(_MAX_BATCH):
             if not int(self.socket.get(zmq.EVENTS)) & zmq.POLLIN:
                 return True  # cheaper than a recv that raises zmq.Again
+            if time.monotonic() > until:
+                return False  # give heartbeats a turn; a message may carry many entries
             frames = self.socket.recv_multipart(zmq.NOBLOCK)
             self._handle(self.protocol.receive(frames, time.monotonic()))
             if self.socket is None:
@@ -382,6 +409,7 @@ class _SocketActor(pykka.ThreadingActor):
                     for request_id in event.request_ids:
                         self._queue(Command.ERROR, Entry(request_id, 0, body))
             elif isinstance(event, ClientRegistered):
+                self._lost_at = None
                 logger.info(
                     "worker %s registered with %s (client heartbeat %.3g s x %d)",
                     self.config.name, self.config.connect, event.heartbeat, event.liveness,
@@ -394,6 +422,8 @@ class _SocketActor(pykka.ThreadingActor):
                 self._abandon_calls()
                 if event.silent:
                     self._reconnect()
+                else:
+                    self._lost_at = time.monotonic()
 
     def _request(self, entry: Entry) -> None:
         assert self.pool is not None

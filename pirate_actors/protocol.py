@@ -484,6 +484,10 @@ class WorkerProtocol:
         Whatever we held for a previous client is abandoned; call :meth:`ready_frames` next."""
         return self._lose("a new connection to the endpoint (the client restarted)")
 
+    def disconnected(self) -> list[Event]:
+        """The connection to the client's endpoint dropped: the client closed or died."""
+        return self._lose("the connection to the client dropped")
+
     def _lose(self, reason: str, silent: bool = False) -> list[Event]:
         if not self.registered:
             return []
@@ -494,11 +498,14 @@ class WorkerProtocol:
 
     # -- time
 
-    def tick(self, now: float) -> tuple[list[Event], list[list[bytes]]]:
-        """Expire a silent client, re-send READY while waiting, heartbeat while registered."""
+    def tick(self, now: float, expire: bool = True) -> tuple[list[Event], list[list[bytes]]]:
+        """Expire a silent client, re-send READY while waiting, heartbeat while registered.
+
+        ``expire=False`` while the socket code still has unread messages: the client may
+        well have spoken, so heartbeats go out but nobody is judged."""
         events: list[Event] = []
         out: list[list[bytes]] = []
-        if self.registered and self.client.expired(now):
+        if expire and self.registered and self.client.expired(now):
             events = self._lose("the client fell silent", silent=True)
             # A fresh READY must not be judged by a dead client's announced interval.
             self.client = Peer(now, self.ready.heartbeat, self.ready.liveness)
@@ -607,12 +614,15 @@ class ClientProtocol:
         logger.warning("dropped an unexpected %s from %s", type(message).__name__, who)
         return [], []
 
-    def tick(self, now: float) -> tuple[list[Event], list[tuple[bytes, list[bytes]]]]:
-        """Expire silent workers and heartbeat the others."""
+    def tick(
+        self, now: float, expire: bool = True
+    ) -> tuple[list[Event], list[tuple[bytes, list[bytes]]]]:
+        """Expire silent workers and heartbeat the others (``expire=False``: only heartbeat,
+        while unread messages may hold the signs of life)."""
         events: list[Event] = []
         out: list[tuple[bytes, list[bytes]]] = []
         for peer, worker in list(self.workers.items()):
-            if worker.peer.expired(now):
+            if expire and worker.peer.expired(now):
                 del self.workers[peer]
                 events.append(WorkerGone(peer, "it fell silent"))
             elif now - worker.peer.last_sent >= self.heartbeat:

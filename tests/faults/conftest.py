@@ -4,18 +4,17 @@ process, all on free loopback ports, all cleaned up at teardown whatever happene
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
 from pirate_actors import Client, Worker
+from tests.helpers import FAST
 from tests.helpers.procedures import FaultProcedures, close_gates
 from tests.helpers.processes import ChildProcess
-
-FAST = {"heartbeat": 0.2, "liveness": 3}
-"""The settings of the fault scenarios: a silent peer is dead after 0.6 s."""
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -55,14 +54,18 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., ChildProcess]]:
 @pytest.fixture
 def spawn_worker(spawn: Callable[..., ChildProcess]) -> Callable[..., WorkerProcess]:
     """``spawn_worker(endpoint, name, heartbeat=0.2, liveness=3, pool_size=2, ...)``: a worker
-    process serving FaultProcedures, returned once it has started (not yet registered)."""
+    process serving FaultProcedures, returned once it has started (not yet registered). Options
+    are ``tests.helpers.worker_process``'s; ``True`` passes a flag (``watch=True``)."""
 
     def start(endpoint: str, name: str, **options: Any) -> WorkerProcess:
         settings = {**FAST, "pool_size": 2, **options}
         args = [endpoint, "--name", name]
         for option, value in settings.items():
-            if value is not None:
-                args += [f"--{option.replace('_', '-')}", str(value)]
+            flag = f"--{option.replace('_', '-')}"
+            if value is True:
+                args.append(flag)
+            elif value is not None and value is not False:
+                args += [flag, str(value)]
         child = spawn("tests.helpers.worker_process", *args, name=name)
         _, pid, worker_id = child.expect("READY ").split()
         return WorkerProcess(child, int(pid), worker_id)

@@ -14,9 +14,8 @@ import time
 import pytest
 
 from pirate_actors import NoWorkerError, WorkerLost
+from tests.helpers import FAST
 from tests.helpers.sync import completion_times, started_event, wait_until
-
-from .conftest import FAST
 
 DEATH_BOUND = FAST["heartbeat"] * FAST["liveness"] + 1.0
 """How long after a worker stops answering its calls may still be pending: 1.6 s."""
@@ -36,7 +35,7 @@ def _load_worker(client, worker_id):
 
 
 def _assert_all_lost_in_time(calls, since, finished_at):
-    done, pending = concurrent.futures.wait(calls, timeout=DEATH_BOUND + 10)
+    _, pending = concurrent.futures.wait(calls, timeout=DEATH_BOUND + 10)
     assert not pending, f"calls still pending {DEATH_BOUND + 10:g} s after the worker went silent"
     for call in calls:
         with pytest.raises(WorkerLost):

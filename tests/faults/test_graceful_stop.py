@@ -7,14 +7,17 @@ Both workers run in this process so that the test can hold their procedures at a
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 
+import pykka
 import pytest
 
-from tests.helpers.procedures import RUN_LOG, open_gate
+from pirate_actors import Worker, WorkerLost
+from tests.helpers import FAST
+from tests.helpers.procedures import RUN_LOG, FaultProcedures, open_gate
 from tests.helpers.sync import started_event, wait_until
-
-from .conftest import FAST
 
 
 @pytest.mark.timeout(40)
@@ -58,11 +61,51 @@ def test_a_stopping_worker_finishes_its_running_calls_and_hands_back_its_prefetc
     assert sorted(RUN_LOG) == [0, 1, 2, 3]  # each call ran exactly once
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _client._Loop._requeue puts each handed-back call at the front with "
-    "queue.appendleft, so a batch of 'not run' calls is re-queued in reverse order",
-)
+@pytest.mark.timeout(40)
+def test_a_worker_whose_running_calls_outlast_the_stop_timeout_leaves_anyway_and_those_calls_fail_with_worker_lost_at_once(
+    make_client, make_worker
+):
+    # Slow heartbeats: the client must learn of the departure from the worker, not from silence.
+    client = make_client(heartbeat=5.0)
+    leaving = make_worker(client.endpoint, pool_size=1, heartbeat=5.0)
+    client.wait_for_worker(timeout=20)
+    stuck = client.submit("hold", "never")
+    assert started_event(stuck).wait(20)
+    began = time.monotonic()
+    leaving.stop(timeout=0.5)
+    assert time.monotonic() - began <= 0.5 + 2.0
+    assert not leaving.running
+    with pytest.raises(WorkerLost):
+        stuck.result(timeout=2.0)
+    assert client.workers() == []
+
+
+class Lingering(FaultProcedures):
+    """Its own class, so that the test can see when its actors are gone."""
+
+
+@pytest.mark.timeout(40)
+def test_a_call_still_running_when_its_worker_stopped_ends_quietly_when_it_returns(
+    make_client, caplog
+):
+    client = make_client(heartbeat=5.0)
+    worker = Worker(Lingering, client.endpoint, pool_size=1, heartbeat=5.0).start()
+    try:
+        client.wait_for_worker(timeout=20)
+        stuck = client.submit("hold", "late")
+        assert started_event(stuck).wait(20)
+    finally:
+        worker.stop(timeout=0.2)  # the call outlasts that
+    assert not worker.running
+    with pytest.raises(WorkerLost):
+        stuck.result(timeout=5)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        open_gate("late")  # the procedure returns now, its worker long gone
+        wait_until(lambda: not pykka.ActorRegistry.get_by_class(Lingering), 10, "the actor ended")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
 @pytest.mark.timeout(40)
 def test_calls_handed_back_as_not_run_are_re_queued_in_their_submission_order(make_client, make_worker):
     client = make_client(**FAST)
@@ -71,7 +114,7 @@ def test_calls_handed_back_as_not_run_are_re_queued_in_their_submission_order(ma
     calls = [client.submit("hold", "gate", i) for i in range(4)]
     assert started_event(calls[0]).wait(20)
     wait_until(lambda: all(call.worker == leaving.id for call in calls), 20, "all four dispatched")
-    staying = make_worker(client.endpoint, pool_size=1, prefetch=0, **FAST)  # one call at a time
+    make_worker(client.endpoint, pool_size=1, prefetch=0, **FAST)  # takes one call at a time
     wait_until(lambda: len(client.workers()) == 2, 20, "the second worker registered")
     stopper = threading.Thread(target=leaving.stop, kwargs={"timeout": 30}, name="stop")
     stopper.start()

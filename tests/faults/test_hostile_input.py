@@ -13,7 +13,7 @@ from __future__ import annotations
 import pickle
 import random
 import struct
-from typing import Iterator
+from collections.abc import Iterator
 
 import cloudpickle
 import pytest
@@ -30,10 +30,9 @@ from pirate_actors.protocol import (
     Heartbeat,
     Ready,
 )
+from tests.helpers import FAST
 from tests.helpers.fakes import FakeClient, FakeWorker, request
 from tests.helpers.sync import wait_until
-
-from .conftest import FAST
 
 KEY = b"fault-tests-key-0123456789abcdef"
 OTHER_KEY = b"an-attacker-guess-0123456789abcd"

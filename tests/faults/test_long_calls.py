@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import FAST
+from tests.helpers import FAST
 
 
 def _long_calls_complete(make_client, spawn_worker, seconds):
@@ -63,3 +63,16 @@ def test_a_call_spanning_many_heartbeats_completes_without_a_false_death_when_cl
     assert spinning.result(timeout=30) > 0
     assert [info.id for info in client.workers()] == [worker.id]
     assert client.call("ping", timeout=10) == "pong"
+
+
+@pytest.mark.timeout(60)
+def test_a_procedure_that_reports_as_fast_as_it_can_for_3_s_completes_without_a_false_death_and_its_partials_arrive_in_order(
+    make_client, spawn_worker
+):
+    client = make_client(**FAST)
+    worker = spawn_worker(client.endpoint, "chatty", pool_size=2, **FAST)
+    client.wait_for_worker(timeout=20)
+    chatty = client.submit("chatty", 3.0)
+    count = chatty.result(timeout=40)
+    assert chatty.partials == ["started", *range(count)]
+    assert [info.id for info in client.workers()] == [worker.id]

@@ -11,11 +11,10 @@ import zmq
 
 from pirate_actors import ProtocolError, WorkerLost
 from pirate_actors.protocol import SIGNATURE, Command, Heartbeat
+from tests.helpers import FAST
 from tests.helpers.fakes import FakeClient
 from tests.helpers.raw import RawPeer
 from tests.helpers.sync import wait_until
-
-from .conftest import FAST
 
 CAP = 64 * 1024
 _ENTRY = struct.Struct("!QBI")  # an entry header: request id, flags, body length

@@ -4,7 +4,8 @@
 
 Prints ``BOUND <endpoint>`` once bound, ``REGISTERED`` once a worker registered and ``PONG``
 after a ``ping`` call to it succeeded. With ``--busy N`` it then submits N calls of
-``sleep(60)`` and prints ``BUSY`` once all of them have started. Each ``ping`` line on stdin
+``sleep(60)``, prints ``BUSY`` once all of them have started and ``ENDED <result or exception
+type>`` as each ends. Each ``ping`` line on stdin
 makes another ``ping`` call: ``PONG`` or ``FAILED <exception type>``.
 """
 
@@ -14,11 +15,21 @@ import argparse
 import logging
 import sys
 import threading
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from pirate_actors import Client
 
 from .worker_process import say
+
+
+def _report_end(future: Any) -> None:
+    if future.cancelled():
+        say("ENDED cancelled")
+    elif future.exception() is not None:
+        say(f"ENDED {type(future.exception()).__name__}")
+    else:
+        say(f"ENDED {future.result()!r}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,9 +50,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if options.busy:
             started = threading.Semaphore(0)
             for _ in range(options.busy):
-                client.submit("sleep", 60).add_partial_callback(
+                future = client.submit("sleep", 60)
+                future.add_partial_callback(
                     lambda future, message: started.release() if message == "started" else None
                 )
+                future.add_done_callback(_report_end)
             if all(started.acquire(timeout=30) for _ in range(options.busy)):
                 say("BUSY")
         for line in sys.stdin:

@@ -6,6 +6,7 @@ in-process workers; the others work anywhere.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -13,7 +14,7 @@ from typing import Any
 
 from pirate_actors import ProcedureActor
 
-__all__ = ["FaultProcedures", "open_gate", "close_gates", "RUN_LOG"]
+__all__ = ["RUN_LOG", "FaultProcedures", "close_gates", "open_gate"]
 
 _gates: dict[str, threading.Event] = {}
 _gates_lock = threading.Lock()
@@ -72,6 +73,28 @@ class FaultProcedures(ProcedureActor):
                 next_report += 1.0
             for i in range(2000):
                 rounds += i & 1
+
+    def chatty(self, seconds: float) -> int:
+        """``report()`` as fast as possible for ``seconds``; returns how many reports it sent."""
+        start = time.monotonic()
+        count = 0
+        while time.monotonic() - start < seconds:
+            self.report(count)
+            count += 1
+        return count
+
+    def hog_gil(self, seconds: float, flag: str) -> float:
+        """Hold the GIL for about ``seconds`` in a single C call, so that no other thread of this
+        process runs Python meanwhile (ZeroMQ's own I/O thread still does); touches the file
+        ``flag`` just before. Returns how long the GIL was held."""
+        probe = 1_000_000
+        start = time.perf_counter()
+        sum(itertools.repeat(1, probe))
+        rate = probe / max(time.perf_counter() - start, 1e-6)
+        open(flag, "w").close()
+        start = time.perf_counter()
+        sum(itertools.repeat(1, int(seconds * rate)))  # C all the way down: the GIL is never released
+        return time.perf_counter() - start
 
     def hold(self, gate: str, tag: Any = None) -> Any:
         """Record ``tag`` in ``RUN_LOG``, then wait until ``open_gate(gate)`` (at most 30 s)."""

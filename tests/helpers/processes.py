@@ -27,7 +27,7 @@ class ChildProcess:
         env["PYTHONUNBUFFERED"] = "1"
         self.module = module
         self.log_path = log_path
-        self._log: IO[bytes] = open(log_path, "wb")
+        self._log: IO[bytes] = open(log_path, "wb")  # noqa: SIM115 - closed by close()
         self.popen = subprocess.Popen(
             [sys.executable, "-m", module, *args],
             cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 import time
-from typing import Any, Callable, Iterable, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
-__all__ = ["wait_until", "started_event", "completion_times"]
+__all__ = ["completion_times", "started_event", "wait_until"]
 
 T = TypeVar("T")
 

@@ -2,8 +2,11 @@
 
     python -m tests.helpers.worker_process ENDPOINT [--heartbeat S] [--liveness N]
         [--pool-size N] [--prefetch N] [--name NAME] [--key-hex HEX] [--max-message-size N]
+        [--watch]
 
-Prints ``READY <pid> <worker id>`` once started and ``STOPPED`` after a graceful stop.
+Prints ``READY <pid> <worker id>`` once started and ``STOPPED`` after a graceful stop. With
+``--watch`` it also prints ``REGISTERED`` and ``UNREGISTERED`` as the worker's registration with
+its client comes and goes (it looks every 10 ms).
 """
 
 from __future__ import annotations
@@ -13,7 +16,10 @@ import logging
 import os
 import signal
 import sys
-from typing import Any, Sequence
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
 
 from pirate_actors import Worker
 
@@ -22,6 +28,19 @@ from .procedures import FaultProcedures
 
 def _exit(signum: int, frame: Any) -> None:
     raise SystemExit(0)
+
+
+def _watch(worker: Worker) -> None:
+    registered = False
+    while worker.running:
+        try:
+            now = bool(worker.stats(timeout=1.0)["registered"])
+        except Exception:  # noqa: BLE001 - stopping
+            return
+        if now != registered:
+            registered = now
+            say("REGISTERED" if now else "UNREGISTERED")
+        time.sleep(0.01)
 
 
 def say(line: str) -> None:
@@ -41,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--name", default=None)
     parser.add_argument("--key-hex", default=None)
     parser.add_argument("--max-message-size", type=int, default=None)
+    parser.add_argument("--watch", action="store_true")
     options = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr,
@@ -58,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _exit)
     worker.start()
     say(f"READY {os.getpid()} {worker.id}")
+    if options.watch:
+        threading.Thread(target=_watch, args=(worker,), name="watch", daemon=True).start()
     try:
         for line in sys.stdin:
             if line.strip() == "stop":

@@ -99,3 +99,16 @@ def test_actors_that_die_before_serving_are_replaced_with_backoff_not_in_a_busy_
     # doubling delays from 0.1 s: six replacements of two actors take well over 0.2 s
     assert time.monotonic() - started > 0.2
     assert worker.stats()["replacements"] < 40
+
+
+def test_a_procedure_can_see_that_its_call_was_cancelled_and_return_early(client: Client, start_worker, gate) -> None:
+    worker = start_worker(pool_size=1)
+    client.wait_for_worker()
+    name, g = gate()
+    future = client.submit("until_cancelled", name)
+    wait_started(future)
+    assert not g.opened.is_set()
+    future.cancel()
+    assert g.opened.wait(10), "the procedure never saw its cancellation"
+    wait_until(lambda: worker.stats()["live_actors"] == 1)
+    assert client.call("ping") == "pong"
