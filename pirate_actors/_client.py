@@ -37,7 +37,7 @@ from .protocol import (
     Command,
     Entry,
     Event,
-    Flag,
+    STARTED,
     FrameCodec,
     check_settings,
     WorkerGone,
@@ -290,10 +290,10 @@ class _Loop:
             if call is None or call.peer != event.peer:
                 continue  # cancelled, or a late answer for a call that ended otherwise
             future = call.future
-            if entry.flags & Flag.STARTED:
+            if entry.flags & STARTED:
                 future._add_partial("started")
             if command is Command.PARTIAL:
-                if not entry.flags & Flag.STARTED:
+                if not entry.flags & STARTED:
                     try:
                         future._add_partial(_codec.loads(entry.body))
                     except Exception as exc:  # noqa: BLE001

@@ -29,7 +29,7 @@ logger = logging.getLogger("pirate_actors.procedures")
 _OVERHEAD = 128  # frames around one reply: signature, command, entry header, MAC
 
 
-@dataclass
+@dataclass(slots=True)
 class Run:
     """Socket actor → procedure actor: run this call and tell ``sink`` how it goes.
 
@@ -44,14 +44,14 @@ class Run:
     cancelled: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Started:
     """Procedure actor → socket actor: the call began."""
 
     request_id: int
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Partial:
     """Procedure actor → socket actor: a ``report()``, pickled."""
 
@@ -59,7 +59,7 @@ class Partial:
     body: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Done:
     """Procedure actor → socket actor: the final REPLY or ERROR body; ``actor`` is free again."""
 

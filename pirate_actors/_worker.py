@@ -41,7 +41,7 @@ from .protocol import (
     Command,
     Entry,
     Event,
-    Flag,
+    STARTED,
     FrameCodec,
     check_settings,
     Ready,
@@ -262,10 +262,10 @@ class _SocketActor(pykka.ThreadingActor):
         if not self.pool.finished(done.request_id, done.actor_urn):
             self._started_unsent.discard(done.request_id)
             return
-        flags = Flag.NONE
+        flags = 0
         if done.request_id in self._started_unsent:
             self._started_unsent.discard(done.request_id)
-            flags = Flag.STARTED  # "started" rides with the reply
+            flags = STARTED  # "started" rides with the reply
         self._queue(done.command, Entry(done.request_id, flags, done.body))
         self._check_stop()
 
@@ -286,7 +286,7 @@ class _SocketActor(pykka.ThreadingActor):
     def _flush_started(self, request_id: int) -> None:
         if request_id in self._started_unsent:
             self._started_unsent.discard(request_id)
-            self._queue(Command.PARTIAL, Entry(request_id, Flag.STARTED))
+            self._queue(Command.PARTIAL, Entry(request_id, STARTED))
 
     def _queue(self, command: Command, entry: Entry) -> None:
         size = len(entry.body) + _ENTRY_OVERHEAD
@@ -303,7 +303,7 @@ class _SocketActor(pykka.ThreadingActor):
         """Send what is batched: every partial first, then replies, then errors, so each call's
         partials precede its final answer."""
         for request_id in self._started_unsent:
-            self._out[Command.PARTIAL].append(Entry(request_id, Flag.STARTED))
+            self._out[Command.PARTIAL].append(Entry(request_id, STARTED))
         self._started_unsent.clear()
         if not self._out_size and not any(self._out.values()):
             return

@@ -71,13 +71,16 @@ class Flag(enum.IntFlag):
     precedes this reply and was not sent on its own."""
 
 
+STARTED = int(Flag.STARTED)
+"""``Flag.STARTED`` as a plain int, for the hot path (IntFlag arithmetic costs ~1 µs)."""
+
 _CALL_COMMANDS = frozenset(
     {Command.REQUEST, Command.PARTIAL, Command.REPLY, Command.ERROR, Command.CANCEL}
 )
 _COMMAND_BYTES = {c: bytes([c]) for c in Command}
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Entry:
     """One call's part of a message: its request id, flags and opaque (pickled) body."""
 
@@ -115,7 +118,7 @@ class Disconnect:
     final: bool = True
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Calls:
     """REQUEST, PARTIAL, REPLY, ERROR or CANCEL for one or more calls."""
 
@@ -206,7 +209,7 @@ class FrameCodec:
         command_frame = frames[1]
         if len(command_frame) != 1 or command_frame[0] not in _COMMAND_VALUES:
             raise ProtocolError(f"unknown command {bytes(command_frame[:8])!r}")
-        command = Command(command_frame[0])
+        command = _COMMANDS[command_frame[0]]
         body = frames[2:]
         if command in _CALL_COMMANDS:
             return _decode_calls(command, body)
@@ -226,6 +229,7 @@ class FrameCodec:
 
 
 _COMMAND_VALUES = frozenset(int(c) for c in Command)
+_COMMANDS = {int(c): c for c in Command}  # a dict lookup is ~20x cheaper than Command(byte)
 
 
 def check_settings(heartbeat: float, liveness: int) -> None:
@@ -340,7 +344,7 @@ class ClientLost:
     """True when it fell silent: the socket code should reconnect with a fresh socket."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class CallsReceived:
     """Calls (REQUEST/PARTIAL/REPLY/ERROR/CANCEL entries) from a peer."""
 
