@@ -365,6 +365,18 @@ class _Loop:
             self._send(peer, frames)
         self.fail_all()
 
+    def take_late_calls(self) -> None:
+        """Calls submitted after the loop's last look at the mailbox: fail them too."""
+        while True:
+            try:
+                item = self.client._mailbox.get_nowait()
+            except IndexError:
+                return
+            if isinstance(item, _Call):
+                self.calls[item.request_id] = item
+            elif isinstance(item, _Query):
+                item.future.set_exception(PirateError("the client was closed"))
+
     def fail_all(self) -> None:
         for request_id in list(self.calls):
             self._finish(request_id, None, exception=PirateError("the client was closed"))
@@ -448,6 +460,7 @@ class Client:
         sock = context.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 200)
         sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        sock.setsockopt(zmq.SNDHWM, 0)  # a ROUTER drops silently at its limit: have none
         sock.setsockopt(zmq.MAXMSGSIZE, self._codec.max_message_size)
         try:
             sock.bind(self.bind)
@@ -463,11 +476,13 @@ class Client:
         try:
             self._loop.run()
             self._loop.close()
-        except Exception:
+        except BaseException:  # noqa: BLE001 - e.g. a user callback raising SystemExit
             logger.exception("client thread crashed")
-            self._loop.fail_all()
         finally:
-            self._closed = True
+            with self._lock:
+                self._closed = True  # from here on submit() raises instead of queueing
+            self._loop.take_late_calls()
+            self._loop.fail_all()
             self._worker_count_changed(0)
             sock.close()
             context.term()
@@ -557,8 +572,6 @@ class Client:
 
     def submit(self, procedure: str, /, *args: Any, **kwargs: Any) -> CallFuture:
         """Send a call; the returned future ends with its result, its exception, or cancelled."""
-        if self._closed:
-            raise PirateError("the client is closed")
         future = CallFuture(procedure, self._cancel)
         request_id = next(self._ids)
         future.request_id = request_id  # type: ignore[attr-defined]
@@ -574,7 +587,10 @@ class Client:
                 f"({self._codec.max_message_size})"
             ))
             return future
-        self._mailbox.put(_Call(request_id, future, body, time.monotonic()))
+        with self._lock:  # against close(): a call is either seen by the loop or refused
+            if self._closed:
+                raise PirateError("the client is closed")
+            self._mailbox.put(_Call(request_id, future, body, time.monotonic()))
         return future
 
     def _cancel(self, future: CallFuture) -> None:

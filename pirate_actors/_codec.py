@@ -69,8 +69,11 @@ def dump_error(kind: str, type_name: str, message: str, tb: str = "", exc: bytes
     return pickle.dumps((kind, type_name, message, tb, exc), protocol=PROTOCOL)
 
 
-def dump_exception(exc: BaseException) -> bytes:
-    """The ERROR body for an exception a procedure raised, with its formatted traceback."""
+def dump_exception(exc: BaseException, max_size: int = 2**62) -> bytes:
+    """The ERROR body for an exception a procedure raised, with its formatted traceback.
+
+    Never larger than ``max_size``: a huge exception loses its pickle (it arrives as
+    RemoteError), then its message and traceback are cut."""
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     pickled: bytes | None = None
     if isinstance(exc, Exception):
@@ -78,7 +81,16 @@ def dump_exception(exc: BaseException) -> bytes:
             pickled = dumps(exc)
         except Exception:  # noqa: BLE001 - anything unpicklable arrives as RemoteError
             pickled = None
-    return dump_error(ErrorKind.RAISED, _qualname(type(exc)), str(exc), tb, pickled)
+    name = _qualname(type(exc))
+    try:
+        message = str(exc)
+    except Exception:  # noqa: BLE001
+        message = f"<unprintable {name}>"
+    body = dump_error(ErrorKind.RAISED, name, message, tb, pickled)
+    if len(body) > max_size:
+        keep = max(0, max_size // 4 - 256)
+        body = dump_error(ErrorKind.RAISED, name, message[:keep], tb[-keep:] if keep else "", None)
+    return body
 
 
 def _qualname(cls: type) -> str:

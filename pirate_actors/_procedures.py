@@ -20,6 +20,7 @@ from pykka import ActorRef
 
 from . import _codec
 from ._codec import ErrorKind
+from ._errors import ProtocolError
 from .protocol import Command
 
 __all__ = ["ProcedureActor", "procedures_of"]
@@ -129,7 +130,12 @@ class ProcedureActor(pykka.ThreadingActor):
             raise RuntimeError("report() can only be called from inside a procedure")
         if current.cancelled:
             return  # nobody listens any more
-        _tell(current.sink, Partial(current.request_id, _codec.dumps(message)))
+        body = _codec.dumps(message)
+        if len(body) > current.max_size - _OVERHEAD:
+            raise ProtocolError(
+                f"partial message of {len(body)} bytes exceeds max_message_size ({current.max_size})"
+            )
+        _tell(current.sink, Partial(current.request_id, body))
 
     @property
     def cancelled(self) -> bool:
@@ -150,7 +156,7 @@ class ProcedureActor(pykka.ThreadingActor):
         sink = run.sink
         try:
             procedure, args, kwargs = _codec.loads(run.body)
-        except Exception as exc:  # noqa: BLE001
+        except BaseException as exc:  # noqa: BLE001 - even SystemExit from a __setstate__
             _tell(sink, Started(run.request_id))
             body = _codec.dump_error(ErrorKind.PROTOCOL, "ProtocolError", f"undecodable call: {exc!r}")
             _tell(sink, Done(run.request_id, Command.ERROR, body, self.actor_urn))
@@ -169,9 +175,9 @@ class ProcedureActor(pykka.ThreadingActor):
             result = getattr(self, procedure)(*args, **kwargs)
             command, body = self.__dump_result(result, run.max_size)
         except Exception as exc:  # noqa: BLE001 - the caller gets it
-            command, body = Command.ERROR, _codec.dump_exception(exc)
+            command, body = Command.ERROR, _codec.dump_exception(exc, run.max_size - _OVERHEAD)
         except BaseException as exc:  # noqa: BLE001 - SystemExit & co: reply, then be replaced
-            command, body = Command.ERROR, _codec.dump_exception(exc)
+            command, body = Command.ERROR, _codec.dump_exception(exc, run.max_size - _OVERHEAD)
             fatal = True
         finally:
             self.__current = None

@@ -138,7 +138,7 @@ class Pool:
             if any(run.request_id == orphan for run in unrun):
                 orphan = None  # it was handed to the actor but never started
         for run in reversed(unrun):
-            if run.request_id not in self._running and not self.closed:
+            if run.request_id not in self._running and not self.closed and not run.cancelled:
                 self.waiting[run.request_id] = run
                 self.waiting.move_to_end(run.request_id, last=False)
         if actor_urn in self._actors:

@@ -149,6 +149,7 @@ class _SocketActor(pykka.ThreadingActor):
         self._out_size = 0
         self._stop_deadline: float | None = None
         self._lost_at: float | None = None  # when the client left, if no one replaced it yet
+        self._connected = False  # a live connection to the endpoint (from the socket monitor)
         self._finished = False
 
     # -- life cycle
@@ -164,6 +165,9 @@ class _SocketActor(pykka.ThreadingActor):
                 config.name, ", ".join(self.protocol.ready.procedures) or "(nothing)",
                 config.actor_class.__qualname__, config.connect,
             )
+        except BaseException:
+            self._shutdown()  # Pykka calls no on_failure for a failed on_start
+            raise
         finally:
             config.started.set()
 
@@ -176,7 +180,11 @@ class _SocketActor(pykka.ThreadingActor):
         config = self.config
         sock = config.context.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 500)
-        sock.setsockopt(zmq.IMMEDIATE, 1)  # READY goes only to a live connection
+        # Not ZMQ_IMMEDIATE: with it libzmq tears down the pipe on every disconnect, which can
+        # abort the process mid multipart read (fq.cpp "!_more") and discards unread goodbyes.
+        # No send limit either: an answer must never be dropped; a client that stops reading
+        # is dead within its liveness and the socket is then replaced, queue and all.
+        sock.setsockopt(zmq.SNDHWM, 0)
         sock.setsockopt(zmq.RECONNECT_IVL, 100)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, config.max_message_size)
@@ -188,6 +196,7 @@ class _SocketActor(pykka.ThreadingActor):
         self.poller.register(self.monitor, zmq.POLLIN)
 
     def _close_socket(self, linger: int | None = None) -> None:
+        self._connected = False
         if self.socket is not None:
             self.poller.unregister(self.socket)
             self.socket.disable_monitor()
@@ -355,8 +364,10 @@ class _SocketActor(pykka.ThreadingActor):
             self._reconnect()
         events, frames = self.protocol.tick(now, expire=drained)  # judge only a read backlog
         self._handle(events)
-        for message in frames:
-            self._send(message)
+        if self._connected or self.protocol.registered:
+            # (a READY while unconnected would only queue up; the handshake sends a fresh one)
+            for message in frames:
+                self._send(message)
         if self._stop_deadline is not None and now >= self._stop_deadline:
             self._finish()
 
@@ -368,6 +379,10 @@ class _SocketActor(pykka.ThreadingActor):
             except zmq.Again:
                 return
             event = int.from_bytes(frames[0][:2], "little")
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._connected = True
+            elif event == zmq.EVENT_DISCONNECTED:
+                self._connected = False
             if event == zmq.EVENT_HANDSHAKE_SUCCEEDED and not self.protocol.leaving:
                 now = time.monotonic()
                 self._handle(self.protocol.connected(now))
@@ -420,6 +435,7 @@ class _SocketActor(pykka.ThreadingActor):
                     "worker %s lost its client: %s; waiting for one", self.config.name, event.reason,
                 )
                 self._abandon_calls()
+                self._check_stop()
                 if event.silent:
                     self._reconnect()
                 else:
@@ -427,7 +443,8 @@ class _SocketActor(pykka.ThreadingActor):
 
     def _request(self, entry: Entry) -> None:
         assert self.pool is not None
-        if self.protocol.leaving or self.pool.closed:
+        if self.protocol.leaving or self.pool.closed or not self.protocol.registered:
+            # (not registered: sent before the client learnt we had given its calls up)
             self._not_run(entry.request_id)
         elif self.pool.holds(entry.request_id):
             logger.warning("duplicate request id %d dropped", entry.request_id)
@@ -544,7 +561,9 @@ class Worker:
             self._ref = _SocketActor.start(self._config)
         self._config.started.wait(10)
         if self._config.stopped.is_set() or not self._ref.is_alive():
-            raise RuntimeError(f"worker {self.name} failed to start (see log)")
+            self._ref = None
+            self._context.term()
+            raise RuntimeError(f"worker {self.name} could not start on {self._config.connect} (see log)")
         _live_workers.add(self)
         return self
 
