@@ -77,6 +77,13 @@ class Testing(ProcedureActor):
     def big(self, size: int) -> bytes:
         return b"x" * size
 
+    def big_report(self, size: int) -> str:
+        self.report(b"x" * size)
+        return "reported"
+
+    def big_error(self, size: int) -> None:
+        raise ValueError("y" * size)
+
 
 @pytest.fixture
 def gate() -> Iterator[Callable[[], tuple[str, Gate]]]:

@@ -167,3 +167,26 @@ def test_calls_from_many_threads_all_complete(client: Client, start_worker) -> N
     for t in threads:
         t.join(20)
     assert sorted(results) == sorted(((n, i), {}) for n in range(8) for i in range(50))
+
+
+def test_submit_racing_close_either_raises_or_gives_a_future_that_ends() -> None:
+    for _ in range(20):
+        client = Client("tcp://127.0.0.1:*").start()
+        futures: list[concurrent.futures.Future[object]] = []
+        refused = threading.Event()
+
+        def submitter() -> None:
+            while True:
+                try:
+                    futures.append(client.submit("ping"))
+                except PirateError:
+                    refused.set()
+                    return
+
+        thread = threading.Thread(target=submitter)
+        thread.start()
+        client.close()
+        thread.join(10)
+        assert refused.is_set()
+        done, pending = concurrent.futures.wait(futures, timeout=10)
+        assert not pending

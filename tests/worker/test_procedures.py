@@ -144,3 +144,23 @@ def test_arguments_that_cannot_be_pickled_fail_the_call_at_once(client: Client) 
     future = client.submit("echo", threading.Lock())
     with pytest.raises(ProtocolError, match="cannot pickle"):
         future.result(timeout=1)
+
+
+def test_a_partial_too_large_to_send_raises_protocol_error_in_the_procedure_and_the_worker_serves_on(
+    client: Client, start_worker
+) -> None:
+    start_worker(max_message_size=64 * 1024)
+    client.wait_for_worker()
+    with pytest.raises(ProtocolError, match="partial message"):
+        client.call("big_report", 100_000)
+    assert client.call("big_report", 1000) == "reported"
+
+
+def test_an_exception_too_large_to_send_arrives_cut_down_as_remote_error(client: Client, start_worker) -> None:
+    start_worker(max_message_size=64 * 1024)
+    client.wait_for_worker()
+    with pytest.raises(RemoteError) as info:
+        client.call("big_error", 100_000)
+    assert info.value.type_name == "ValueError" and info.value.message == "y" * len(info.value.message)
+    assert len(info.value.message) < 64 * 1024
+    assert client.call("ping") == "pong"
