@@ -528,7 +528,8 @@ class _Caller:
         if self._stopping.is_set():
             return False
         within = f"{self.options.procedure!r} within {self.options.timeout:g} s"
-        if future.worker is None:
+        if future.worker is None and not self.client.workers():
+            # (queued behind busy workers is a timeout, not a missing worker)
             _print_error(f"NoWorkerError: no worker took {within}")
             self.outcome.add(EXIT_NO_WORKER)
         else:
