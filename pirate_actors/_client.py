@@ -70,7 +70,7 @@ class _Load:
 
     name: str
     capacity: int
-    procedures: tuple[str, ...]
+    procedures: frozenset[str]
     calls: set[int] = field(default_factory=set)
     leaving: bool = False
 
@@ -192,17 +192,26 @@ class _Loop:
     # -- dispatch
 
     def _dispatch(self) -> None:
+        """Hand queued calls, in order, to the worker with the most free capacity among those
+        that serve the procedure (any worker if none does: it answers UnknownProcedure)."""
         while self.queue:
+            call = self.queue[0]
+            if call.future.done() or call.request_id not in self.calls:
+                self.queue.popleft()
+                continue
+            procedure = call.future.procedure
             best: bytes | None = None
             best_free = 0
+            serves = False
             for peer, load in self.load.items():
-                if load.free > best_free:
+                offers = not load.leaving and procedure in load.procedures
+                if offers and not serves:
+                    serves, best, best_free = True, None, 0  # from now on only those that serve it
+                if (offers or not serves) and load.free > best_free:
                     best, best_free = peer, load.free
             if best is None:
-                return
-            call = self.queue.popleft()
-            if call.future.done() or call.request_id not in self.calls:
-                continue
+                return  # head of the queue waits; order is kept
+            self.queue.popleft()
             call.peer = best
             call.future.worker = best.decode(errors="replace")
             self.load[best].calls.add(call.request_id)
@@ -247,7 +256,7 @@ class _Loop:
                 self._answers(event)
             elif isinstance(event, WorkerRegistered):
                 ready = event.ready
-                self.load[event.peer] = _Load(ready.name, ready.capacity, ready.procedures)
+                self.load[event.peer] = _Load(ready.name, ready.capacity, frozenset(ready.procedures))
                 logger.info(
                     "worker %s (%s) registered: capacity %d, heartbeat %.3g s x %d, procedures %s",
                     ready.name, event.peer.decode(errors="replace"), ready.capacity,
@@ -548,7 +557,7 @@ class Client:
         """The registered workers, with the calls each holds now."""
         def ask(loop: _Loop) -> list[WorkerInfo]:
             return [
-                WorkerInfo(peer.decode(errors="replace"), load.name, load.procedures,
+                WorkerInfo(peer.decode(errors="replace"), load.name, tuple(sorted(load.procedures)),
                            load.capacity, len(load.calls))
                 for peer, load in loop.load.items() if not load.leaving
             ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pirate_actors import Client, WorkerInfo
+from pirate_actors import Client, ProcedureActor, WorkerInfo
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.timeout(30)
@@ -70,3 +70,26 @@ def test_calls_go_to_the_worker_with_the_most_free_capacity(client: Client, star
     assert {f.worker for f in more} == {small.id, big.id}
     g.opened.set()
     assert [f.result(10) for f in futures + more] == [0, 1, 2, 3, 0, 1, 2, 3]
+
+
+class OnlyHere(ProcedureActor):
+    def special(self) -> str:
+        return "special"
+
+
+def test_calls_go_only_to_workers_that_serve_the_procedure(client: Client, start_worker) -> None:
+    start_worker(pool_size=8, name="general")
+    special = start_worker(OnlyHere, pool_size=1, name="special")
+    wait_until(lambda: len(client.workers()) == 2)
+    futures = [client.submit("special") for _ in range(10)]
+    assert [f.result(10) for f in futures] == ["special"] * 10
+    assert {f.worker for f in futures} == {special.id}
+
+
+def test_a_procedure_no_worker_serves_is_answered_unknown_procedure(client: Client, start_worker) -> None:
+    from pirate_actors import UnknownProcedure
+
+    start_worker(OnlyHere)
+    client.wait_for_worker()
+    with pytest.raises(UnknownProcedure, match="nowhere"):
+        client.call("nowhere")
