@@ -71,6 +71,7 @@ class _Load:
     name: str
     capacity: int
     procedures: frozenset[str]
+    max_message_size: int
     calls: set[int] = field(default_factory=set)
     leaving: bool = False
 
@@ -212,6 +213,14 @@ class _Loop:
             if best is None:
                 return  # head of the queue waits; order is kept
             self.queue.popleft()
+            limit = self.load[best].max_message_size
+            if len(call.body) + _FRAME_OVERHEAD > limit:
+                # Its socket would cut the worker off (zmq.MAXMSGSIZE): fail just this call.
+                self._finish(call.request_id, None, exception=ProtocolError(
+                    f"call {procedure!r} of {len(call.body)} bytes exceeds the max_message_size "
+                    f"of worker {self.load[best].name} ({limit})"
+                ))
+                continue
             call.peer = best
             call.future.worker = best.decode(errors="replace")
             self.load[best].calls.add(call.request_id)
@@ -256,7 +265,10 @@ class _Loop:
                 self._answers(event)
             elif isinstance(event, WorkerRegistered):
                 ready = event.ready
-                self.load[event.peer] = _Load(ready.name, ready.capacity, frozenset(ready.procedures))
+                self.load[event.peer] = _Load(
+                    ready.name, ready.capacity, frozenset(ready.procedures),
+                    ready.max_message_size or self.client._codec.max_message_size,
+                )
                 logger.info(
                     "worker %s (%s) registered: capacity %d, heartbeat %.3g s x %d, procedures %s",
                     ready.name, event.peer.decode(errors="replace"), ready.capacity,

@@ -137,7 +137,8 @@ class _SocketActor(pykka.ThreadingActor):
         procedures = tuple(sorted(procedures_of(config.actor_class)))
         self.protocol = WorkerProtocol(
             FrameCodec(config.key, config.max_message_size),
-            Ready(config.name, config.capacity, config.heartbeat, config.liveness, procedures),
+            Ready(config.name, config.capacity, config.heartbeat, config.liveness, procedures,
+                  max_message_size=config.max_message_size),
             time.monotonic(),
         )
         self.pool: Pool | None = None
@@ -449,7 +450,11 @@ class _SocketActor(pykka.ThreadingActor):
         elif self.pool.holds(entry.request_id):
             logger.warning("duplicate request id %d dropped", entry.request_id)
         else:
-            self.pool.submit(Run(entry.request_id, entry.body, self.actor_ref, self.config.max_message_size))
+            # Results must fit what both ends accept, or the client's socket would cut us off.
+            max_size = self.config.max_message_size
+            if self.protocol.client_max_message_size:
+                max_size = min(max_size, self.protocol.client_max_message_size)
+            self.pool.submit(Run(entry.request_id, entry.body, self.actor_ref, max_size))
 
     def _abandon_calls(self) -> None:
         """The client that sent our calls is gone: nobody waits for their answers."""

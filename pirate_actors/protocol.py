@@ -46,6 +46,7 @@ DEFAULT_MAX_MESSAGE_SIZE = 64 * 2**20
 
 _ENTRY = struct.Struct("!QBI")  # request id, flags, body length
 _HEARTBEAT = struct.Struct("!dI")  # interval in seconds, liveness
+_HEARTBEAT_SIZED = struct.Struct("!dIQ")  # ... and the sender's max_message_size
 _MAC_SIZE = 32
 
 
@@ -101,6 +102,8 @@ class Ready:
     incarnation: int = 0
     """Bumped each time the worker abandons its calls; a repeated READY with the same value is
     a duplicate, a new value means the calls the client sent before are lost."""
+    max_message_size: int = 0
+    """The largest message the worker accepts (0: not said)."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,8 @@ class Heartbeat:
 
     heartbeat: float
     liveness: int
+    max_message_size: int = 0
+    """The largest message the sender accepts (0: not said, as in a 12-byte body)."""
 
 
 @dataclass(frozen=True)
@@ -167,8 +172,12 @@ class FrameCodec:
                 frames.append(b"".join(e.body for e in message.entries))
         elif isinstance(message, Heartbeat):
             _check_heartbeat(message.heartbeat, message.liveness)
-            frames = [SIGNATURE, _COMMAND_BYTES[Command.HEARTBEAT],
-                      _HEARTBEAT.pack(message.heartbeat, message.liveness)]
+            body = (
+                _HEARTBEAT_SIZED.pack(message.heartbeat, message.liveness, message.max_message_size)
+                if message.max_message_size
+                else _HEARTBEAT.pack(message.heartbeat, message.liveness)
+            )
+            frames = [SIGNATURE, _COMMAND_BYTES[Command.HEARTBEAT], body]
         elif isinstance(message, Ready):
             _check_heartbeat(message.heartbeat, message.liveness)
             info = {
@@ -178,6 +187,7 @@ class FrameCodec:
                 "liveness": message.liveness,
                 "procedures": list(message.procedures),
                 "incarnation": message.incarnation,
+                "max_message_size": message.max_message_size,
             }
             frames = [SIGNATURE, _COMMAND_BYTES[Command.READY], json.dumps(info).encode()]
         else:
@@ -217,6 +227,9 @@ class FrameCodec:
             raise ProtocolError(f"{command.name} takes 1 body frame, got {len(body)}")
         payload = body[0]
         if command is Command.HEARTBEAT:
+            if len(payload) == _HEARTBEAT_SIZED.size:
+                interval, liveness, max_size = _HEARTBEAT_SIZED.unpack(payload)
+                return Heartbeat(*_check_heartbeat(interval, liveness), max_size)
             if len(payload) != _HEARTBEAT.size:
                 raise ProtocolError("HEARTBEAT body has the wrong size")
             interval, liveness = _HEARTBEAT.unpack(payload)
@@ -270,7 +283,10 @@ def _decode_ready(payload: bytes) -> Ready:
     if not isinstance(incarnation, int) or isinstance(incarnation, bool):
         raise ProtocolError("READY incarnation is not an integer")
     interval, liveness = _check_heartbeat(info.get("heartbeat"), info.get("liveness"))
-    return Ready(name, capacity, interval, liveness, tuple(procedures), incarnation)
+    max_size = info.get("max_message_size", 0)
+    if not isinstance(max_size, int) or isinstance(max_size, bool) or max_size < 0:
+        raise ProtocolError("READY max_message_size is not a size")
+    return Ready(name, capacity, interval, liveness, tuple(procedures), incarnation, max_size)
 
 
 def _decode_calls(command: Command, body: Sequence[bytes]) -> Calls:
@@ -432,6 +448,7 @@ class WorkerProtocol:
         self.registered = False
         self.leaving = False
         self.client = Peer(now, ready.heartbeat, ready.liveness)
+        self.client_max_message_size = 0  # what the client announced (0: not said)
         self._last_ready = float("-inf")
 
     # -- outgoing
@@ -441,6 +458,9 @@ class WorkerProtocol:
         self.client.last_sent = now
         self.stats.sent += 1
         return frames
+
+    def _heartbeat(self) -> Heartbeat:
+        return Heartbeat(self.ready.heartbeat, self.ready.liveness, self.codec.max_message_size)
 
     def ready_frames(self, now: float) -> list[bytes]:
         """READY, to send now (on a new connection, or while waiting)."""
@@ -470,6 +490,7 @@ class WorkerProtocol:
             return [message] if message.command is Command.REQUEST else []
         if isinstance(message, Heartbeat):
             self.client.heartbeat, self.client.liveness = message.heartbeat, message.liveness
+            self.client_max_message_size = message.max_message_size
             if not self.registered and not self.leaving:
                 self.registered = True
                 return [ClientRegistered(message.heartbeat, message.liveness)]
@@ -515,12 +536,12 @@ class WorkerProtocol:
             self.client = Peer(now, self.ready.heartbeat, self.ready.liveness)
         if self.leaving:
             if now - self.client.last_sent >= self.ready.heartbeat:
-                out.append(self._out(Heartbeat(self.ready.heartbeat, self.ready.liveness), now))
+                out.append(self._out(self._heartbeat(), now))
         elif not self.registered:
             if now - self._last_ready >= self.ready.heartbeat:
                 out.append(self.ready_frames(now))
         elif now - self.client.last_sent >= self.ready.heartbeat:
-            out.append(self._out(Heartbeat(self.ready.heartbeat, self.ready.liveness), now))
+            out.append(self._out(self._heartbeat(), now))
         return events, out
 
     def next_deadline(self) -> float:
@@ -585,11 +606,11 @@ class ClientProtocol:
             if worker is not None:
                 if worker.ready.incarnation == message.incarnation:
                     worker.peer.last_received = now  # a duplicate READY: acknowledge again
-                    return [], [self._out(peer, Heartbeat(self.heartbeat, self.liveness), now)]
+                    return [], [self._out(peer, Heartbeat(self.heartbeat, self.liveness, self.codec.max_message_size), now)]
                 events.append(WorkerGone(peer, "it registered again (restarted or reconnected)"))
             self.workers[peer] = WorkerPeer(message, Peer(now, message.heartbeat, message.liveness))
             events.append(WorkerRegistered(peer, message))
-            return events, [self._out(peer, Heartbeat(self.heartbeat, self.liveness), now)]
+            return events, [self._out(peer, Heartbeat(self.heartbeat, self.liveness, self.codec.max_message_size), now)]
         if worker is None:
             if isinstance(message, Disconnect):
                 return [], []
@@ -630,7 +651,7 @@ class ClientProtocol:
                 del self.workers[peer]
                 events.append(WorkerGone(peer, "it fell silent"))
             elif now - worker.peer.last_sent >= self.heartbeat:
-                out.append(self._out(peer, Heartbeat(self.heartbeat, self.liveness), now))
+                out.append(self._out(peer, Heartbeat(self.heartbeat, self.liveness, self.codec.max_message_size), now))
         return events, out
 
     def next_deadline(self) -> float:

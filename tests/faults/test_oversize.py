@@ -9,7 +9,7 @@ import struct
 import pytest
 import zmq
 
-from pirate_actors import ProtocolError, WorkerLost
+from pirate_actors import ProtocolError
 from pirate_actors.protocol import SIGNATURE, Command, Heartbeat
 from tests.helpers import FAST
 from tests.helpers.fakes import FakeClient
@@ -62,18 +62,32 @@ def test_a_worker_cuts_off_a_client_that_sends_a_message_beyond_max_message_size
 
 
 @pytest.mark.timeout(40)
-def test_a_call_beyond_a_workers_smaller_max_message_size_fails_with_worker_lost_and_the_worker_registers_again(
+def test_a_call_beyond_a_workers_smaller_max_message_size_fails_with_protocol_error_and_costs_nothing_else(
     make_client, make_worker
 ):
-    # The client allows 64 MiB; the worker only CAP: the call passes the client's own check.
+    # The client allows 64 MiB; the worker only CAP, and says so in its READY: the client
+    # fails the call instead of sending what the worker's socket would cut off.
     client = make_client(**FAST)
     worker = make_worker(client.endpoint, max_message_size=CAP, **FAST)
     client.wait_for_worker(timeout=20)
-    with pytest.raises(WorkerLost):
+    running = client.submit("sleep", 0.3)
+    with pytest.raises(ProtocolError, match="max_message_size"):
         client.call("echo", b"x" * 2 * CAP, timeout=10)
-    # The worker judges the (unreachable) client silent after 0.6 s; it then has 1.5 s to register.
-    infos = wait_until(client.workers, 0.6 + 1.5 + 1.0, "the worker registered again")
-    assert [info.id for info in infos] == [worker.id]
+    assert running.result(timeout=10) is True
+    assert [info.id for info in client.workers()] == [worker.id]
+    assert client.call("echo", "x" * (CAP // 2), timeout=10) == "x" * (CAP // 2)
+
+
+def test_a_result_beyond_the_clients_smaller_max_message_size_fails_with_protocol_error(
+    make_client, make_worker
+):
+    # The worker allows 64 MiB; the client only CAP, and says so in its heartbeats.
+    client = make_client(max_message_size=CAP, **FAST)
+    worker = make_worker(client.endpoint, **FAST)
+    client.wait_for_worker(timeout=20)
+    with pytest.raises(ProtocolError, match="max_message_size"):
+        client.call("blob", 2 * CAP, timeout=10)
+    assert [info.id for info in client.workers()] == [worker.id]
     assert client.call("ping", timeout=10) == "pong"
 
 

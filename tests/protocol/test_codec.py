@@ -133,7 +133,7 @@ def test_ready_body_is_a_json_object_with_name_capacity_heartbeat_liveness_proce
     info = json.loads(FrameCodec().encode(READY)[2])
     assert info == {
         "name": "w-1", "capacity": 8, "heartbeat": 0.25, "liveness": 4,
-        "procedures": ["compare", "ping"], "incarnation": 3,
+        "procedures": ["compare", "ping"], "incarnation": 3, "max_message_size": 0,
     }
 
 
@@ -263,3 +263,15 @@ def test_docs_protocol_md_gives_every_command_its_byte_and_the_layouts_the_code_
     for fact in ("PIRATE-ACTORS/1", "!QBI", "!dI", "HMAC-SHA256", "compare_digest", "STARTED",
                  "incarnation", "max_message_size", "zmq.MAXMSGSIZE", "4-byte big-endian"):
         assert fact in doc
+
+
+def test_a_heartbeat_may_carry_the_senders_max_message_size_in_a_20_byte_body() -> None:
+    frames = FrameCodec().encode(Heartbeat(0.5, 3, 4096))
+    assert frames[2] == struct.pack("!dIQ", 0.5, 3, 4096)
+    assert FrameCodec().decode(frames) == Heartbeat(0.5, 3, 4096)
+    assert FrameCodec().decode(FrameCodec().encode(Heartbeat(0.5, 3))) == Heartbeat(0.5, 3, 0)
+
+
+def test_ready_carries_the_workers_max_message_size() -> None:
+    ready = Ready("w", 1, 1.0, 3, ("ping",), 0, 4096)
+    assert FrameCodec().decode(FrameCodec().encode(ready)) == ready

@@ -256,8 +256,8 @@ def test_each_heartbeat_announces_its_senders_own_interval_and_liveness(
     net = network(heartbeat=0.5, liveness=4)
     net.add_worker(b"w1", heartbeat=2.0, liveness=5)
     net.run(10.0)
-    assert {decode(s.frames) for s in net.sent(CLIENT, Command.HEARTBEAT)} == {Heartbeat(0.5, 4)}
-    assert {decode(s.frames) for s in net.sent(b"w1", Command.HEARTBEAT)} == {Heartbeat(2.0, 5)}
+    assert {decode(s.frames) for s in net.sent(CLIENT, Command.HEARTBEAT)} == {Heartbeat(0.5, 4, 64 * 2**20)}
+    assert {decode(s.frames) for s in net.sent(b"w1", Command.HEARTBEAT)} == {Heartbeat(2.0, 5, 64 * 2**20)}
 
 
 def test_heartbeats_go_out_only_when_nothing_else_was_sent_within_the_interval(
