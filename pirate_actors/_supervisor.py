@@ -126,6 +126,11 @@ class Pool:
             self._spawn()
             self._dispatch()
 
+    def cancel_running(self) -> None:
+        """Cancel every running call (their client is gone): each actor is retired and replaced."""
+        for request_id in list(self._running):
+            self.cancel(request_id)
+
     def exited(self, actor_urn: str, unrun: Iterable[Run]) -> int | None:
         """An actor's loop ended. Its unstarted calls run elsewhere; returns the id of a call
         it was running without answering (the caller must fail that call), if any."""

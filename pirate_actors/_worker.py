@@ -459,11 +459,9 @@ class _SocketActor(pykka.ThreadingActor):
     def _abandon_calls(self) -> None:
         """The client that sent our calls is gone: nobody waits for their answers."""
         assert self.pool is not None
-        for request_id in self.pool.take_waiting():
-            self._started_unsent.discard(request_id)
-        for request_id in list(self.pool._running):  # noqa: SLF001
-            self.pool.cancel(request_id)
-            self._started_unsent.discard(request_id)
+        self.pool.take_waiting()
+        self.pool.cancel_running()
+        self._started_unsent.clear()
         for entries in self._out.values():
             entries.clear()
         self._out_size = 0
