@@ -246,11 +246,15 @@ _COMMANDS = {int(c): c for c in Command}  # a dict lookup is ~20x cheaper than C
 
 
 def check_settings(heartbeat: float, liveness: int) -> None:
-    """Raise ``ValueError`` for heartbeat settings a peer would refuse (0.001–3600 s, 1–1000)."""
+    """Raise ``ValueError`` for heartbeat settings a peer would refuse (0.001–3600 s), and for
+    liveness below 2: a peer heartbeating every interval and judged after one interval would
+    be declared dead by any delay at all."""
     try:
         _check_heartbeat(heartbeat, liveness)
     except ProtocolError as exc:
-        raise ValueError(f"heartbeat must be 0.001-3600 s and liveness 1-1000: {exc}") from None
+        raise ValueError(f"heartbeat must be 0.001-3600 s and liveness 2-1000: {exc}") from None
+    if liveness < 2:
+        raise ValueError("liveness must be at least 2 (1 declares any late heartbeat a death)")
 
 
 def _check_heartbeat(interval: object, liveness: object) -> tuple[float, int]:

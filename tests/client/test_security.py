@@ -78,3 +78,13 @@ def test_insecure_allows_any_endpoint_without_a_key() -> None:
 def test_binding_an_address_in_use_raises_os_error(client: Client) -> None:
     with pytest.raises(OSError, match="in use"):
         Client(client.endpoint).start()
+
+
+@pytest.mark.parametrize("heartbeat, liveness", [(0.0, 3), (0.0001, 3), (7200.0, 3), (1.0, 1), (1.0, 0), (1.0, 5000)])
+def test_heartbeat_settings_a_peer_would_refuse_or_that_cannot_work_raise_value_error(
+    heartbeat: float, liveness: int
+) -> None:
+    with pytest.raises(ValueError, match="liveness|heartbeat"):
+        Client("tcp://127.0.0.1:5550", heartbeat=heartbeat, liveness=liveness)
+    with pytest.raises(ValueError, match="liveness|heartbeat"):
+        Worker(Testing, "tcp://127.0.0.1:5550", heartbeat=heartbeat, liveness=liveness)
