@@ -81,7 +81,7 @@ def test_prefetched_calls_are_handed_back_not_run_and_run_on_another_worker(clie
     running = client.submit("hold", name, "ran")
     prefetched = [client.submit("echo", i) for i in range(3)]
     g.wait_entered()
-    assert {f.worker for f in prefetched} == {leaving.id}
+    wait_until(lambda: {f.worker for f in prefetched} == {leaving.id})  # all prefetched there
     stopper = threading.Thread(target=leaving.stop, kwargs={"timeout": 10})
     stopper.start()
     wait_until(lambda: all(f.worker is None for f in prefetched))  # re-queued in the client
