@@ -27,7 +27,7 @@ from . import _codec
 from ._codec import ErrorKind
 from ._errors import CallTimeout, NoWorkerError, PirateError, ProtocolError, WorkerLost
 from ._future import CallFuture, WorkerInfo
-from ._mailbox import Mailbox
+from ._mailbox import Mailbox, drain
 from ._security import check_endpoint, resolve_key
 from .protocol import (
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -49,8 +49,6 @@ __all__ = ["Client"]
 
 logger = logging.getLogger("pirate_actors.client")
 
-_MAX_BATCH = 256
-_MAX_READ_SECONDS = 0.02  # per wake-up, so a flood of partials cannot delay heartbeats
 _ENTRY_OVERHEAD = 13
 _FRAME_OVERHEAD = 128  # signature, command, header and MAC of a one-call message
 
@@ -164,23 +162,18 @@ class _Loop:
                 self.closing = True
 
     def _read_socket(self) -> bool:
-        """Handle up to a batch of messages; True once the socket is drained."""
-        until = time.monotonic() + _MAX_READ_SECONDS
-        for _ in range(_MAX_BATCH):
-            if not int(self.socket.get(zmq.EVENTS)) & zmq.POLLIN:
-                return True  # cheaper than a recv that raises zmq.Again
-            if time.monotonic() > until:
-                return False  # give heartbeats a turn; a message may carry many entries
-            frames = self.socket.recv_multipart(zmq.NOBLOCK)
-            if len(frames) < 2:
-                self.protocol.stats.malformed += 1
-                continue
-            now = time.monotonic()
-            events, out = self.protocol.receive(frames[0], frames[1:], now)
-            for peer, reply in out:
-                self._send(peer, reply)
-            self._handle(events, now)
-        return False
+        """Handle waiting messages (a bounded batch); True once the socket is drained."""
+        return drain(self.socket, self._on_message)
+
+    def _on_message(self, frames: list[bytes]) -> None:
+        if len(frames) < 2:
+            self.protocol.stats.malformed += 1
+            return
+        now = time.monotonic()
+        events, out = self.protocol.receive(frames[0], frames[1:], now)
+        for peer, reply in out:
+            self._send(peer, reply)
+        self._handle(events, now)
 
     def _send(self, peer: bytes, frames: Sequence[bytes]) -> None:
         try:

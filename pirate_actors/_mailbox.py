@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import collections
 import os
-from typing import Generic, TypeVar
+import time
+from typing import Any, Callable, Generic, TypeVar
 
-__all__ = ["Mailbox"]
+import zmq
+
+__all__ = ["Mailbox", "drain"]
+
+MAX_BATCH = 256  # socket messages read per wake-up
+MAX_READ_SECONDS = 0.02  # per wake-up, so a flood of messages cannot delay heartbeats
 
 T = TypeVar("T")
 
@@ -72,3 +78,16 @@ class Mailbox(Generic[T]):
                 os.close(fd)
             except OSError:
                 pass
+
+
+def drain(socket: zmq.Socket[Any], handle: Callable[[list[bytes]], object]) -> bool:
+    """Read and ``handle`` the socket's waiting messages, at most a batch or 20 ms worth, so
+    timers still get their turn; True once the socket is drained."""
+    until = time.monotonic() + MAX_READ_SECONDS
+    for _ in range(MAX_BATCH):
+        if not int(socket.get(zmq.EVENTS)) & zmq.POLLIN:
+            return True  # cheaper than a recv that raises zmq.Again
+        if time.monotonic() > until:
+            return False
+        handle(socket.recv_multipart(zmq.NOBLOCK))
+    return False

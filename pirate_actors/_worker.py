@@ -28,7 +28,7 @@ from pykka._envelope import Envelope
 
 from . import _codec
 from ._codec import ErrorKind
-from ._mailbox import Mailbox
+from ._mailbox import Mailbox, drain
 from ._procedures import Done, Exited, Partial, ProcedureActor, Run, Started, procedures_of
 from ._security import check_endpoint, resolve_key
 from ._supervisor import Pool
@@ -52,8 +52,6 @@ __all__ = ["Worker"]
 
 logger = logging.getLogger("pirate_actors.worker")
 
-_MAX_BATCH = 256  # socket messages read per wake-up before the inbox gets a turn
-_MAX_READ_SECONDS = 0.02  # per wake-up, so a flood of messages cannot delay heartbeats
 _ENTRY_OVERHEAD = 13
 _FAIR_SHARE = 256  # inbox messages handled before the socket and timers get a turn
 
@@ -389,23 +387,13 @@ class _SocketActor(pykka.ThreadingActor):
                 self._handle(self.protocol.connected(now))
                 self._send(self.protocol.ready_frames(now))
             elif event == zmq.EVENT_DISCONNECTED:
-                # The client closed or died; with ZMQ_IMMEDIATE its unread goodbye may be gone.
+                # The client closed or died: no need to wait for its silence.
                 self._handle(self.protocol.disconnected())
 
     def _on_socket(self) -> bool:
-        """Handle up to a batch of messages; True once the socket is drained."""
+        """Handle waiting messages (a bounded batch); True once the socket is drained."""
         assert self.socket is not None
-        until = time.monotonic() + _MAX_READ_SECONDS
-        for _ in range(_MAX_BATCH):
-            if not int(self.socket.get(zmq.EVENTS)) & zmq.POLLIN:
-                return True  # cheaper than a recv that raises zmq.Again
-            if time.monotonic() > until:
-                return False  # give heartbeats a turn; a message may carry many entries
-            frames = self.socket.recv_multipart(zmq.NOBLOCK)
-            self._handle(self.protocol.receive(frames, time.monotonic()))
-            if self.socket is None:
-                return True  # reconnected meanwhile
-        return False
+        return drain(self.socket, lambda frames: self._handle(self.protocol.receive(frames, time.monotonic())))
 
     def _handle(self, events: list[Event]) -> None:
         assert self.pool is not None
