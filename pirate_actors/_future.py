@@ -31,7 +31,10 @@ class CallFuture(concurrent.futures.Future):  # type: ignore[type-arg]
         self._on_cancel = on_cancel
 
     def add_partial_callback(self, fn: PartialCallback) -> None:
-        """Call ``fn(future, message)`` for each partial; earlier ones are replayed now."""
+        """Call ``fn(future, message)`` for each partial; earlier ones are replayed now.
+
+        Callbacks run in the client's thread (as done-callbacks do): keep them quick, since
+        a callback that blocks also delays that client's heartbeats."""
         with self._partial_lock:
             self._partial_callbacks.append(fn)
             earlier = list(self.partials)
