@@ -396,3 +396,8 @@ def trap(tmp_path: Any) -> Iterator[Callable[[], tuple[bytes, Any]]]:
         return pickle.dumps(Trap(str(path))), path
 
     yield make
+
+
+def decode(frames: list[bytes]) -> object:
+    """Decode frames with a keyless default codec (what the harness peers use)."""
+    return FrameCodec().decode(frames)

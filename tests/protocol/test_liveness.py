@@ -24,13 +24,9 @@ from pirate_actors.protocol import (
     WorkerRegistered,
 )
 
-from .conftest import CLIENT, TICK_GRANULARITY, FakeClock, Network
+from .conftest import CLIENT, FakeClock, Network, TICK_GRANULARITY, decode
 
 pytestmark = pytest.mark.timeout(10)
-
-
-def decode(frames: list[bytes]) -> object:
-    return FrameCodec().decode(frames)
 
 
 # ----------------------------------------------------------------------------- expiry

@@ -25,13 +25,9 @@ from pirate_actors.protocol import (
     WorkerRegistered,
 )
 
-from .conftest import CLIENT, TICK_GRANULARITY, Network
+from .conftest import CLIENT, Network, TICK_GRANULARITY, decode
 
 pytestmark = pytest.mark.timeout(10)
-
-
-def decode(frames: list[bytes]) -> object:
-    return FrameCodec().decode(frames)
 
 
 def readies(net: Network, peer: bytes, since: float = float("-inf")) -> list[Ready]:
