@@ -27,7 +27,7 @@ from . import _codec
 from ._codec import ErrorKind
 from ._errors import CallTimeout, NoWorkerError, PirateError, ProtocolError, WorkerLost
 from ._future import CallFuture, WorkerInfo
-from ._mailbox import Mailbox, drain
+from ._mailbox import Mailbox, drain, send_frames
 from ._security import check_endpoint, resolve_key
 from .protocol import (
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -100,36 +100,49 @@ class _Loop:
         self.requests: dict[bytes, list[Entry]] = {}
         self.cancels: dict[bytes, list[Entry]] = {}
         self.closing = False
+        self._timer_at = float("inf")  # when _timers has work; only ever too early, never late
 
     # -- the loop
 
     def run(self) -> None:
         mailbox = self.client._mailbox
+        socket = self.socket
         poller = zmq.Poller()
-        poller.register(self.socket, zmq.POLLIN)
+        poller.register(socket, zmq.POLLIN)
         poller.register(mailbox.fd, zmq.POLLIN)
         while True:
-            self._drain_mailbox()
-            if self.closing:
-                return
-            self._dispatch()
-            self._flush()
-            now = time.monotonic()
+            if not mailbox.empty():
+                self._drain_mailbox()
+                if self.closing:
+                    return
+            if self.queue:
+                self._dispatch()
+                if self.queue:  # calls wait for a worker: their NoWorkerError is a deadline
+                    self._timer_at = self._next_deadline()
+            if self.requests or self.cancels:
+                self._flush()
             timeout = 0.0
             if mailbox.prepare_sleep():
-                timeout = max(0.0, self._next_deadline() - now)
+                timeout = max(0.0, self._timer_at - time.monotonic())
+            ready: dict[Any, int] = {}
             try:
                 ready = dict(poller.poll(None if math.isinf(timeout) else math.ceil(timeout * 1000)))
             finally:
-                mailbox.woken()
-            drained = self.socket not in ready or self._read_socket()
+                mailbox.woken(mailbox.fd in ready)
+            drained = socket not in ready or self._read_socket()
             now = time.monotonic()
-            # Judge liveness only once the backlog is read; heartbeat regardless.
-            events, out = self.protocol.tick(now, expire=drained)
-            self._handle(events, now)
-            for peer, frames in out:
-                self._send(peer, frames)
-            self._expire_queued(now)
+            if not drained or now >= self._timer_at:
+                self._timers(now, drained)
+
+    def _timers(self, now: float, drained: bool) -> None:
+        """Expire and heartbeat workers, fail calls that found no worker in time."""
+        # Judge liveness only once the backlog is read; heartbeat regardless.
+        events, out = self.protocol.tick(now, expire=drained)
+        self._handle(events, now)
+        for peer, frames in out:
+            self._send(peer, frames)
+        self._expire_queued(now)
+        self._timer_at = self._next_deadline()
 
     def _next_deadline(self) -> float:
         deadline = self.protocol.next_deadline()
@@ -174,10 +187,13 @@ class _Loop:
         for peer, reply in out:
             self._send(peer, reply)
         self._handle(events, now)
+        if len(events) != 1 or type(events[0]) is not CallsReceived:
+            # A heartbeat or a (de)registration may bring a deadline forward; answers never do.
+            self._timer_at = self._next_deadline()
 
     def _send(self, peer: bytes, frames: Sequence[bytes]) -> None:
         try:
-            self.socket.send_multipart([peer, *frames], zmq.NOBLOCK, copy=False)
+            send_frames(self.socket, [peer, *frames])
         except zmq.Again:
             logger.warning("worker %s is not keeping up; a message was dropped", peer.hex())
         except zmq.ZMQError as exc:

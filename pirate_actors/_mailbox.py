@@ -10,14 +10,21 @@ from __future__ import annotations
 import collections
 import os
 import time
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Callable, Generic, Sequence, TypeVar
 
 import zmq
 
-__all__ = ["Mailbox", "drain"]
+__all__ = ["Mailbox", "drain", "send_frames"]
 
 MAX_BATCH = 256  # socket messages read per wake-up
 MAX_READ_SECONDS = 0.02  # per wake-up, so a flood of messages cannot delay heartbeats
+
+# pyzmq's constants are enums, and every operation on one builds a new enum member (~1 µs);
+# the hot path uses their plain values.
+_NOBLOCK = int(zmq.NOBLOCK)
+_MORE = int(zmq.NOBLOCK | zmq.SNDMORE)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
 
 T = TypeVar("T")
 
@@ -50,6 +57,10 @@ class Mailbox(Generic[T]):
         """The oldest item; raises IndexError when empty."""
         return self._items.popleft()
 
+    def peek(self) -> T:
+        """The oldest item, left in place; raises IndexError when empty."""
+        return self._items[0]
+
     def empty(self) -> bool:
         return not self._items
 
@@ -64,13 +75,14 @@ class Mailbox(Generic[T]):
             return False
         return True
 
-    def woken(self) -> None:
-        """After the poll: clear the sleep mark and drain the wake-up signal."""
+    def woken(self, signalled: bool = True) -> None:
+        """After the poll: clear the sleep mark and, if the poll saw it, the wake-up signal."""
         self._asleep = False
-        try:
-            os.read(self.fd, 8 if self.fd == self._write_fd else 4096)
-        except (BlockingIOError, OSError):
-            pass
+        if signalled:
+            try:
+                os.read(self.fd, 8 if self.fd == self._write_fd else 4096)
+            except (BlockingIOError, OSError):
+                pass
 
     def close(self) -> None:
         for fd in {self.fd, self._write_fd}:
@@ -84,10 +96,19 @@ def drain(socket: zmq.Socket[Any], handle: Callable[[list[bytes]], object]) -> b
     """Read and ``handle`` the socket's waiting messages, at most a batch or 20 ms worth, so
     timers still get their turn; True once the socket is drained."""
     until = time.monotonic() + MAX_READ_SECONDS
+    events, recv = socket.getsockopt, socket.recv_multipart
     for _ in range(MAX_BATCH):
-        if not int(socket.get(zmq.EVENTS)) & zmq.POLLIN:
+        if not events(_EVENTS) & _POLLIN:  # type: ignore[operator]
             return True  # cheaper than a recv that raises zmq.Again
         if time.monotonic() > until:
             return False
-        handle(socket.recv_multipart(zmq.NOBLOCK))
+        handle(recv(_NOBLOCK))
     return False
+
+
+def send_frames(socket: zmq.Socket[Any], frames: Sequence[bytes]) -> None:
+    """``send_multipart(frames, NOBLOCK)`` without its per-frame enum arithmetic."""
+    send = socket.send
+    last = len(frames) - 1
+    for index, frame in enumerate(frames):
+        send(frame, _MORE if index < last else _NOBLOCK, copy=False)

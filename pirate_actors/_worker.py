@@ -28,7 +28,7 @@ from pykka._envelope import Envelope
 
 from . import _codec
 from ._codec import ErrorKind
-from ._mailbox import Mailbox, drain
+from ._mailbox import Mailbox, drain, send_frames
 from ._procedures import Done, Exited, Partial, ProcedureActor, Run, Started, procedures_of
 from ._security import check_endpoint, resolve_key
 from ._supervisor import Pool
@@ -61,6 +61,7 @@ class _Idle:
 
 
 _IDLE = Envelope(_Idle())
+_ANSWERS = frozenset({Done, Started, Partial})
 
 
 class _SocketInbox:
@@ -150,6 +151,7 @@ class _SocketActor(pykka.ThreadingActor):
         self._lost_at: float | None = None  # when the client left, if no one replaced it yet
         self._connected = False  # a live connection to the endpoint (from the socket monitor)
         self._finished = False
+        self._timer_at = 0.0  # when _timers has work; only ever too early, never late
 
     # -- life cycle
 
@@ -237,15 +239,8 @@ class _SocketActor(pykka.ThreadingActor):
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, _Idle):
             self._idle()
-        elif isinstance(message, Done):
-            self._done(message)
-        elif isinstance(message, Started):
-            if self.pool is not None and self.pool.holds(message.request_id):
-                self._started_unsent.add(message.request_id)
-        elif isinstance(message, Partial):
-            if self.pool is not None and self.pool.holds(message.request_id):
-                self._flush_started(message.request_id)
-                self._queue(Command.PARTIAL, Entry(message.request_id, 0, message.body))
+        elif self._answer(message):
+            pass
         elif isinstance(message, Exited):
             self._exited(message)
         elif isinstance(message, _BeginStop):
@@ -264,6 +259,36 @@ class _SocketActor(pykka.ThreadingActor):
                 "held": len(self.pool),
             }
         return None
+
+    def _answer(self, message: Any) -> bool:
+        """Handle a procedure actor's Done, Started or Partial; False for anything else."""
+        kind = type(message)
+        if kind is Done:
+            self._done(message)
+        elif kind is Started:
+            if self.pool is not None and self.pool.holds(message.request_id):
+                self._started_unsent.add(message.request_id)
+        elif kind is Partial:
+            if self.pool is not None and self.pool.holds(message.request_id):
+                self._flush_started(message.request_id)
+                self._queue(Command.PARTIAL, Entry(message.request_id, 0, message.body))
+        else:
+            return False
+        return True
+
+    def _take_answers(self) -> bool:
+        """Handle the answers waiting in the inbox (a bounded batch) without a trip through
+        Pykka's loop for each; False when a message only Pykka can handle is next."""
+        mailbox = self.inbox.mailbox
+        for _ in range(_FAIR_SHARE):
+            if mailbox.empty():
+                return True
+            envelope = mailbox.peek()
+            if envelope.reply_to is not None or type(envelope.message) not in _ANSWERS:
+                return False
+            mailbox.get_nowait()
+            self._answer(envelope.message)
+        return True
 
     def _done(self, done: Done) -> None:
         assert self.pool is not None
@@ -327,17 +352,44 @@ class _SocketActor(pykka.ThreadingActor):
         if self.socket is None:
             return
         try:
-            self.socket.send_multipart(frames, zmq.NOBLOCK, copy=False)
+            send_frames(self.socket, frames)
         except zmq.Again:
             logger.debug("no connection to the client; a message was dropped")
 
     # -- the poll
 
     def _idle(self) -> None:
-        self._flush()
-        if self.socket is None:
-            return
-        now = time.monotonic()
+        """Serve until a message only Pykka handles (stop, ask, ...) is next in the inbox:
+        send what is batched, sleep in the poll, read the socket, run the timers, and take
+        the procedure actors' answers straight from the inbox."""
+        mailbox, pool = self.inbox.mailbox, self.pool
+        assert pool is not None  # on_start made it
+        self._timer_at = self._deadline()
+        while True:
+            self._flush()
+            if self.socket is None or self._finished:
+                return
+            timeout = 0.0
+            if mailbox.prepare_sleep():
+                timeout = max(0.0, min(self._timer_at, pool.next_deadline()) - time.monotonic())
+            ready: dict[Any, int] = {}
+            try:
+                ready = dict(self.poller.poll(math.ceil(timeout * 1000)))
+            finally:
+                mailbox.woken(mailbox.fd in ready)
+            if self.monitor in ready:
+                self._on_monitor()
+                self._timer_at = self._deadline()
+            drained = self.socket not in ready or self._on_socket()
+            now = time.monotonic()
+            if not drained or now >= self._timer_at or now >= pool.next_deadline():
+                self._timers(now, drained)
+                self._timer_at = self._deadline()
+            if self._finished or not self._take_answers():
+                return
+
+    def _deadline(self) -> float:
+        """The next time :meth:`_timers` has work (heartbeats, liveness, respawns, stop)."""
         deadline = self.protocol.next_deadline()
         if self.pool is not None:
             deadline = min(deadline, self.pool.next_deadline())
@@ -345,15 +397,9 @@ class _SocketActor(pykka.ThreadingActor):
             deadline = min(deadline, self._stop_deadline)
         if self._lost_at is not None:
             deadline = min(deadline, self._lost_at + self._patience)
-        timeout = 0 if not self.inbox.mailbox.prepare_sleep() else max(0.0, deadline - now)
-        try:
-            ready = dict(self.poller.poll(math.ceil(timeout * 1000)))
-        finally:
-            self.inbox.mailbox.woken()
-        if self.monitor in ready:
-            self._on_monitor()
-        drained = self.socket not in ready or self._on_socket()
-        now = time.monotonic()
+        return deadline
+
+    def _timers(self, now: float, drained: bool) -> None:
         if self.pool is not None:
             self.pool.tick(now)
         if self._lost_at is not None and now >= self._lost_at + self._patience:
@@ -393,7 +439,14 @@ class _SocketActor(pykka.ThreadingActor):
     def _on_socket(self) -> bool:
         """Handle waiting messages (a bounded batch); True once the socket is drained."""
         assert self.socket is not None
-        return drain(self.socket, lambda frames: self._handle(self.protocol.receive(frames, time.monotonic())))
+        return drain(self.socket, self._on_message)
+
+    def _on_message(self, frames: list[bytes]) -> None:
+        events = self.protocol.receive(frames, time.monotonic())
+        self._handle(events)
+        if len(events) != 1 or type(events[0]) is not CallsReceived:
+            # A heartbeat or a goodbye may bring a deadline forward; calls never do.
+            self._timer_at = self._deadline()
 
     def _handle(self, events: list[Event]) -> None:
         assert self.pool is not None
