@@ -17,6 +17,7 @@ from typing import Any
 
 import pykka
 from pykka import ActorRef
+from pykka._envelope import Envelope
 
 from . import _codec
 from ._codec import ErrorKind
@@ -79,11 +80,9 @@ class Exited:
 
 
 def _tell(sink: ActorRef[Any], message: Any) -> None:
-    """Tell the socket actor; if its worker has stopped, nobody waits for the answer."""
-    try:
-        sink.tell(message)
-    except pykka.ActorDeadError:
-        logger.debug("worker stopped; dropped %s", type(message).__name__)
+    """Tell the socket actor. ``ActorRef.tell`` without its liveness check: if the worker
+    has stopped, nobody reads its inbox and nobody waits for the answer anyway."""
+    sink.actor_inbox.put(Envelope(message))
 
 
 spawning = threading.local()

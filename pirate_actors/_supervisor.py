@@ -49,6 +49,7 @@ class Pool:
         self._served: set[str] = set()  # actors that finished at least one call
         self._failed_starts = 0  # consecutive actors that died before serving anything
         self._pending_spawns: list[float] = []  # when to start delayed replacements
+        self.next_spawn = float("inf")  # the earliest of them (read on every loop turn)
         for _ in range(size):
             self._spawn()
 
@@ -172,16 +173,18 @@ class Pool:
         delay = min(5.0, 0.05 * 2 ** min(self._failed_starts, 7))
         logger.error("%s; replacing it in %.2f s", why, delay)
         self._pending_spawns.append(self._clock() + delay)
+        self.next_spawn = min(self._pending_spawns)
 
     def next_deadline(self) -> float:
         """When a delayed replacement is due (inf if none)."""
-        return min(self._pending_spawns, default=float("inf"))
+        return self.next_spawn
 
     def tick(self, now: float) -> None:
         """Start the delayed replacements that are due."""
         due = [t for t in self._pending_spawns if t <= now]
         if due and not self.closed:
             self._pending_spawns = [t for t in self._pending_spawns if t > now]
+            self.next_spawn = min(self._pending_spawns, default=float("inf"))
             for _ in due:
                 self._spawn()
             self._dispatch()

@@ -371,7 +371,7 @@ class _SocketActor(pykka.ThreadingActor):
                 return
             timeout = 0.0
             if mailbox.prepare_sleep():
-                timeout = max(0.0, min(self._timer_at, pool.next_deadline()) - time.monotonic())
+                timeout = max(0.0, min(self._timer_at, pool.next_spawn) - time.monotonic())
             ready: dict[Any, int] = {}
             try:
                 ready = dict(self.poller.poll(math.ceil(timeout * 1000)))
@@ -382,7 +382,7 @@ class _SocketActor(pykka.ThreadingActor):
                 self._timer_at = self._deadline()
             drained = self.socket not in ready or self._on_socket()
             now = time.monotonic()
-            if not drained or now >= self._timer_at or now >= pool.next_deadline():
+            if not drained or now >= self._timer_at or now >= pool.next_spawn:
                 self._timers(now, drained)
                 self._timer_at = self._deadline()
             if self._finished or not self._take_answers():
