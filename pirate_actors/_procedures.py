@@ -219,7 +219,4 @@ class ProcedureActor(pykka.ThreadingActor):
         super()._actor_loop_teardown()
         sink = self.__sink
         if sink is not None:
-            try:
-                _tell(sink, Exited(self.actor_urn, tuple(unrun)))
-            except pykka.ActorDeadError:
-                pass
+            _tell(sink, Exited(self.actor_urn, tuple(unrun)))
