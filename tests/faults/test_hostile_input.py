@@ -36,32 +36,52 @@ from tests.helpers.sync import wait_until
 
 KEY = b"fault-tests-key-0123456789abcdef"
 OTHER_KEY = b"an-attacker-guess-0123456789abcd"
+_COUNT = struct.Struct("!I")  # how many entries a call-carrying message holds (docs/protocol.md)
 _ENTRY = struct.Struct("!QBI")  # an entry header: request id, flags, body length (docs/protocol.md)
+_MAC = 32  # the HMAC-SHA256 that ends a signed message
+OLD_SIGNATURE = b"PIRATE-ACTORS/1"  # version 1: several frames per message
+
+
+def _msg(*parts: bytes) -> list[bytes]:
+    """A message of one frame: ``parts`` joined."""
+    return [b"".join(parts)]
 
 
 def _cmd(command: Command) -> bytes:
     return bytes([command])
 
 
+def _count(n: int) -> bytes:
+    return _COUNT.pack(n)
+
+
 def _header(request_id: int, length: int) -> bytes:
     return _ENTRY.pack(request_id, 0, length)
 
 
+def _one(request_id: int, length: int) -> bytes:
+    """The count and entry header of a one-entry call message; its body follows."""
+    return _count(1) + _header(request_id, length)
+
+
 def _garbage(seed: int, count: int) -> Iterator[list[bytes]]:
-    """Random messages of 1–6 random frames (never starting with the signature frame)."""
+    """Random messages of 1–6 random frames (none of them starting with the signature)."""
     rng = random.Random(seed)
     for _ in range(count):
         yield [rng.randbytes(rng.randint(0, 80)) for _ in range(rng.randint(1, 6))]
 
 
 def _near_misses(seed: int, count: int, codec: FrameCodec) -> Iterator[list[bytes]]:
-    """Random messages that start like real ones (signature, a command byte) but that ``codec``
-    refuses: they get past the first checks and exercise the parsers behind them."""
+    """Random one-frame messages that start like real ones (signature, a command byte, often a
+    small entry count) but that ``codec`` refuses: they get past the first checks and exercise
+    the parsers behind them."""
     rng = random.Random(seed)
     made = 0
     while made < count:
-        frames = [SIGNATURE, bytes([rng.randint(0, 9)])]
-        frames += [rng.randbytes(rng.choice([0, 1, 12, 13, 26, 40])) for _ in range(rng.randint(0, 4))]
+        parts = [SIGNATURE, bytes([rng.randint(0, 9)])]
+        parts.append(rng.choice([b"", rng.randbytes(rng.randint(1, 4)), _count(rng.randint(0, 3))]))
+        parts += [rng.randbytes(rng.choice([0, 1, 12, 13, 26, 40])) for _ in range(rng.randint(0, 4))]
+        frames = _msg(*parts)
         try:
             codec.decode(frames)
         except ProtocolError:
@@ -84,15 +104,16 @@ def test_a_worker_with_a_key_never_unpickles_unsigned_or_badly_signed_requests_c
 
     signed_bomb = request(FrameCodec(KEY), 4, bomb.call)  # would run if its MAC were accepted
     benign = request(FrameCodec(KEY), 5, cloudpickle.dumps(("ping", (), {})))
-    tampered = [benign[0], benign[1], _header(5, len(bomb.call)), bomb.call, benign[-1]]
+    [signed_frame] = signed_bomb
+    tampered = _msg(SIGNATURE, _cmd(Command.REQUEST), _one(5, len(bomb.call)), bomb.call, benign[0][-_MAC:])
     unauthenticated = {
         "unsigned": request(FrameCodec(None), 1, bomb.call),
         "signed with another key": request(FrameCodec(OTHER_KEY), 2, bomb.call),
         "signed, then its body swapped": tampered,
-        "a truncated MAC": [*signed_bomb[:-1], signed_bomb[-1][:16]],
-        "an empty MAC": [*signed_bomb[:-1], b""],
-        "no MAC frame": signed_bomb[:-1],
-        "no frame after the command": [SIGNATURE, _cmd(Command.REQUEST)],
+        "a truncated MAC": [signed_frame[:-16]],
+        "a MAC of zeros": [signed_frame[:-_MAC] + b"\0" * _MAC],
+        "no MAC": [signed_frame[:-_MAC]],
+        "nothing after the command": _msg(SIGNATURE, _cmd(Command.REQUEST)),
         "an unsigned DISCONNECT": FrameCodec(None).encode(Disconnect(True)),
         "a DISCONNECT signed with another key": FrameCodec(OTHER_KEY).encode(Disconnect(True)),
         "an unsigned HEARTBEAT": FrameCodec(None).encode(Heartbeat(0.001, 1)),
@@ -102,7 +123,12 @@ def test_a_worker_with_a_key_never_unpickles_unsigned_or_badly_signed_requests_c
     malformed = {
         "a lone pickle": [bomb.payload],
         "an HTTP request": [b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"],
-        "an older protocol version": [b"PIRATE-ACTORS/0", *signed_bomb[1:]],
+        "the old protocol version": [OLD_SIGNATURE + signed_frame[len(SIGNATURE):]],
+        "the old version's frames": [OLD_SIGNATURE, _cmd(Command.REQUEST), _header(4, len(bomb.call)), bomb.call],
+        # Correctly signed, so accepted as one frame: in more frames it must not be pieced together.
+        "a signed message with its MAC in a frame of its own": [signed_frame[:-_MAC], signed_frame[-_MAC:]],
+        "a signed message split in its body": [signed_frame[:40], signed_frame[40:]],
+        "a signed message and an empty frame": [signed_frame, b""],
     }
     garbage = list(_garbage(1, 40))
     for frames in [*unauthenticated.values(), *near_misses, *malformed.values(), *garbage]:
@@ -139,25 +165,33 @@ def test_a_worker_without_a_key_counts_and_drops_malformed_messages_without_unpi
     size = len(bomb.call)
     malformed = {
         "a lone pickle": [bomb.payload],
-        "an older protocol version": [b"PIRATE-ACTORS/0", _cmd(Command.REQUEST), _header(10, size), bomb.call],
-        "no command frame": [SIGNATURE],
-        "an unknown command": [SIGNATURE, b"\x63", bomb.payload],
-        "an empty command": [SIGNATURE, b"", bomb.payload],
-        "a two-byte command": [SIGNATURE, b"\x02\x02", _header(11, size), bomb.call],
-        "a REQUEST with an extra frame": [SIGNATURE, _cmd(Command.REQUEST), _header(101, size), bomb.call, b"x"],
-        "a REQUEST whose lengths do not add up": [SIGNATURE, _cmd(Command.REQUEST), _header(102, size + 1), bomb.call],
-        "a REQUEST without its body": [SIGNATURE, _cmd(Command.REQUEST), _header(103, size)],
-        "a REQUEST with an unreadable header": [SIGNATURE, _cmd(Command.REQUEST), b"\x01\x02\x03", bomb.call],
-        "a REQUEST with an empty header": [SIGNATURE, _cmd(Command.REQUEST), b"", bomb.call],
-        "a REPLY (workers take none)": [SIGNATURE, _cmd(Command.REPLY), _header(12, len(bomb.payload)), bomb.payload],
-        "a PARTIAL (workers take none)": [SIGNATURE, _cmd(Command.PARTIAL), _header(13, len(bomb.payload)), bomb.payload],
-        "an ERROR (workers take none)": [SIGNATURE, _cmd(Command.ERROR), _header(14, len(bomb.payload)), bomb.payload],
+        "the old protocol version": _msg(OLD_SIGNATURE, _cmd(Command.REQUEST), _one(10, size), bomb.call),
+        "the old version's frames": [OLD_SIGNATURE, _cmd(Command.REQUEST), _header(16, size), bomb.call],
+        "no command byte": _msg(SIGNATURE),
+        "an unknown command": _msg(SIGNATURE, b"\x63", bomb.payload),
+        "a pickle right after the signature": _msg(SIGNATURE, bomb.payload),
+        "a two-byte command": _msg(SIGNATURE, b"\x02\x02", _one(11, size), bomb.call),
+        "a REQUEST with bytes after its body": _msg(SIGNATURE, _cmd(Command.REQUEST), _one(101, size), bomb.call, b"x"),
+        "a REQUEST whose lengths do not add up": _msg(SIGNATURE, _cmd(Command.REQUEST), _one(102, size + 1), bomb.call),
+        "a REQUEST without its body": _msg(SIGNATURE, _cmd(Command.REQUEST), _one(103, size)),
+        "a REQUEST in two frames": [SIGNATURE + _cmd(Command.REQUEST) + _one(104, size), bomb.call],
+        "a REQUEST and an empty frame": [*_msg(SIGNATURE, _cmd(Command.REQUEST), _one(105, size), bomb.call), b""],
+        "a REQUEST counting more headers than it has": _msg(
+            SIGNATURE, _cmd(Command.REQUEST), _count(2**32 - 1), _header(17, size), bomb.call
+        ),
+        "a REQUEST of no entries": _msg(SIGNATURE, _cmd(Command.REQUEST), _count(0), _header(18, size), bomb.call),
+        "a REPLY (workers take none)": _msg(SIGNATURE, _cmd(Command.REPLY), _one(12, len(bomb.payload)), bomb.payload),
+        "a PARTIAL (workers take none)": _msg(SIGNATURE, _cmd(Command.PARTIAL), _one(13, len(bomb.payload)), bomb.payload),
+        "an ERROR (workers take none)": _msg(SIGNATURE, _cmd(Command.ERROR), _one(14, len(bomb.payload)), bomb.payload),
         "a READY (workers take none)": FrameCodec(None).encode(Ready("x", 1, 1.0, 3, ())),
-        "a READY with a pickle body": [SIGNATURE, _cmd(Command.READY), bomb.payload],
-        "a HEARTBEAT with a pickle body": [SIGNATURE, _cmd(Command.HEARTBEAT), bomb.payload],
-        "a HEARTBEAT out of range": [SIGNATURE, _cmd(Command.HEARTBEAT), struct.pack("!dI", -1.0, 0)],
-        "a DISCONNECT with a pickle body": [SIGNATURE, _cmd(Command.DISCONNECT), bomb.payload],
-        "a CANCEL with a pickle frame": [SIGNATURE, _cmd(Command.CANCEL), _header(15, 0), bomb.payload],
+        "a READY with a pickle body": _msg(SIGNATURE, _cmd(Command.READY), bomb.payload),
+        "a HEARTBEAT with a pickle body": _msg(SIGNATURE, _cmd(Command.HEARTBEAT), bomb.payload),
+        "a HEARTBEAT out of range": _msg(SIGNATURE, _cmd(Command.HEARTBEAT), struct.pack("!dI", -1.0, 0)),
+        "a DISCONNECT with a pickle body": _msg(SIGNATURE, _cmd(Command.DISCONNECT), bomb.payload),
+        "a CANCEL with a pickle after its header": _msg(SIGNATURE, _cmd(Command.CANCEL), _one(15, 0), bomb.payload),
+        "a CANCEL whose entry holds a pickle": _msg(
+            SIGNATURE, _cmd(Command.CANCEL), _one(19, len(bomb.payload)), bomb.payload
+        ),
     }
     near_misses = list(_near_misses(8, 60, FrameCodec(None)))
     garbage = list(_garbage(2, 40))
@@ -173,7 +207,9 @@ def test_a_worker_without_a_key_counts_and_drops_malformed_messages_without_unpi
     assert after["unauthenticated"] == before["unauthenticated"]
     assert after["registered"]
     assert (after["live_actors"], after["replacements"]) == (4, 0), "the pool is untouched"
-    assert not {10, 11, 12, 13, 14, 15} & fake.errors, "only REQUESTs get ERROR replies"
+    assert not {10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 104, 105} & fake.errors, (
+        "only REQUESTs whose one frame is readable up to the entry headers get ERROR replies"
+    )
 
     fake.close()
     client = make_client(fake.endpoint)
@@ -206,20 +242,30 @@ def test_a_client_with_a_key_never_unpickles_unsigned_or_badly_signed_answers_to
 
     before = client.stats()
     signed = FrameCodec(KEY).encode(answer(Command.REPLY, b"\x80\x05N."))  # pickled None
+    [signed_bomb] = FrameCodec(KEY).encode(answer(Command.REPLY, bomb.payload))  # would be unpickled
     unauthenticated = [
         FrameCodec(None).encode(answer(Command.REPLY, bomb.payload)),
         FrameCodec(OTHER_KEY).encode(answer(Command.REPLY, bomb.payload)),
         FrameCodec(OTHER_KEY).encode(answer(Command.PARTIAL, bomb.payload)),
         FrameCodec(OTHER_KEY).encode(answer(Command.ERROR, bomb.payload)),
         FrameCodec(OTHER_KEY).encode(answer(Command.PARTIAL, b"", Flag.STARTED)),
-        [signed[0], signed[1], _header(call_id, len(bomb.payload)), bomb.payload, signed[-1]],
-        [*FrameCodec(KEY).encode(answer(Command.REPLY, bomb.payload))[:-1], b"\x00" * 32],
-        FrameCodec(KEY).encode(answer(Command.REPLY, bomb.payload))[:-1],
+        _msg(SIGNATURE, _cmd(Command.REPLY), _one(call_id, len(bomb.payload)), bomb.payload, signed[0][-_MAC:]),
+        [signed_bomb[:-_MAC] + b"\x00" * _MAC],
+        [signed_bomb[:-_MAC]],
+        [signed_bomb[:-16]],
         FrameCodec(None).encode(Disconnect(True)),  # would make the client drop the fake
         FrameCodec(OTHER_KEY).encode(Ready("fake", 1, 10.0, 3, (), incarnation=5)),  # ditto
         *_near_misses(9, 30, FrameCodec(KEY)),  # all fail their MAC
     ]
-    malformed = [[bomb.payload], *_garbage(3, 30)]
+    # Correctly signed, so accepted as one frame: in more frames it must not be pieced together.
+    malformed = [
+        [bomb.payload],
+        [signed_bomb[:-_MAC], signed_bomb[-_MAC:]],
+        [signed_bomb[:40], signed_bomb[40:]],
+        [signed_bomb, b""],
+        [OLD_SIGNATURE + signed_bomb[len(SIGNATURE):]],
+        *_garbage(3, 30),
+    ]
     for frames in [*unauthenticated, *malformed]:
         fake.send_raw(frames)
     fake.send_raw(FrameCodec(KEY).encode(answer(Command.REPLY, pickle.dumps("genuine"), Flag.STARTED)))
@@ -270,18 +316,23 @@ def test_a_client_without_a_key_never_unpickles_malformed_or_unsolicited_answers
     ]
     malformed = [
         [bomb.payload],
-        [b"PIRATE-ACTORS/0", _cmd(Command.REPLY), _header(call_id, size), bomb.payload],
-        [SIGNATURE, b"\x63", bomb.payload],
-        [SIGNATURE, _cmd(Command.REQUEST), _header(call_id, size), bomb.payload],  # clients take none
-        [SIGNATURE, _cmd(Command.CANCEL), _header(call_id, 0)],  # nor CANCELs
-        [SIGNATURE, _cmd(Command.READY), bomb.payload],
-        [SIGNATURE, _cmd(Command.HEARTBEAT), bomb.payload],
-        [SIGNATURE, _cmd(Command.DISCONNECT), bomb.payload],
-        [SIGNATURE, _cmd(Command.PARTIAL), _header(call_id + 1003, size + 1), bomb.payload],
+        _msg(OLD_SIGNATURE, _cmd(Command.REPLY), _one(call_id, size), bomb.payload),
+        [OLD_SIGNATURE, _cmd(Command.REPLY), _header(call_id, size), bomb.payload],  # version 1's frames
+        _msg(SIGNATURE, b"\x63", bomb.payload),
+        _msg(SIGNATURE, _cmd(Command.REQUEST), _one(call_id, size), bomb.payload),  # clients take none
+        _msg(SIGNATURE, _cmd(Command.CANCEL), _one(call_id, 0)),  # nor CANCELs
+        _msg(SIGNATURE, _cmd(Command.READY), bomb.payload),
+        _msg(SIGNATURE, _cmd(Command.HEARTBEAT), bomb.payload),
+        _msg(SIGNATURE, _cmd(Command.DISCONNECT), bomb.payload),
+        _msg(SIGNATURE, _cmd(Command.PARTIAL), _one(call_id + 1003, size + 1), bomb.payload),
+        # A well-formed REPLY for the live call, but in two frames, or followed by an empty one:
+        # unreadable, so neither answered nor failed by it.
+        [SIGNATURE + _cmd(Command.REPLY) + _one(call_id, size), bomb.payload],
+        [*_msg(SIGNATURE, _cmd(Command.REPLY), _one(call_id, size), bomb.payload), b""],
         *_near_misses(10, 30, FrameCodec(None)),
         *_garbage(4, 30),
         # Last: a malformed REPLY whose request id can be read — it fails that call.
-        [SIGNATURE, _cmd(Command.REPLY), _header(call_id, size), bomb.payload, b"extra"],
+        _msg(SIGNATURE, _cmd(Command.REPLY), _one(call_id, size), bomb.payload, b"extra"),
     ]
     for frames in [*unsolicited, *malformed]:
         fake.send_raw(frames)

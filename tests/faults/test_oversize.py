@@ -17,14 +17,20 @@ from tests.helpers.raw import RawPeer
 from tests.helpers.sync import wait_until
 
 CAP = 64 * 1024
+_COUNT = struct.Struct("!I")  # how many entries a call-carrying message holds
 _ENTRY = struct.Struct("!QBI")  # an entry header: request id, flags, body length
 
 
+def _head(command: Command, request_id: int, length: int) -> bytes:
+    """Signature, command, count and entry header of a one-entry message; its body follows."""
+    return SIGNATURE + bytes([command]) + _COUNT.pack(1) + _ENTRY.pack(request_id, 0, length)
+
+
 def _oversized(command: Command, request_id: int, payload: bytes, size: int) -> list[bytes]:
-    """A well-formed one-entry message whose body frame is ``payload`` padded to ``size`` bytes
-    (pickle ignores what follows its STOP opcode, so the padded bomb is still a bomb)."""
+    """A well-formed one-entry message (one frame) whose body is ``payload`` padded to ``size``
+    bytes (pickle ignores what follows its STOP opcode, so the padded bomb is still a bomb)."""
     body = payload + b"\0" * (size - len(payload))
-    return [SIGNATURE, bytes([command]), _ENTRY.pack(request_id, 0, len(body)), body]
+    return [_head(command, request_id, len(body)) + body]
 
 
 @pytest.mark.timeout(40)
@@ -39,10 +45,11 @@ def test_a_worker_cuts_off_a_client_that_sends_a_message_beyond_max_message_size
     wait_until(lambda: worker.stats()["registered"], 20, "the worker registered with the fake client")
     before = worker.stats()
 
-    # Every frame under the cap, all together over it: dropped and counted, connection kept.
+    # A message of two frames, each under the cap, both together over it: refused and counted
+    # (a message is one frame), connection kept.
     half = CAP // 2 + 1024
     body = bomb.call + b"\0" * (2 * half - len(bomb.call))
-    fake.send_raw([SIGNATURE, bytes([Command.REQUEST]), _ENTRY.pack(1, 0, len(body)), body[:half], body[half:]])
+    fake.send_raw([_head(Command.REQUEST, 1, len(body)) + body[:half], body[half:]])
     assert fake.call(2, "ping") == "pong"
     assert worker.stats()["malformed"] == before["malformed"] + 1
 

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator, Sequence
 import pytest
 
 from pirate_actors.protocol import (
+    SIGNATURE,
     ClientProtocol,
     Command,
     Entry,
@@ -59,7 +60,7 @@ class Sent:
 
     @property
     def command(self) -> Command:
-        return Command(self.frames[1][0])
+        return Command(self.frames[0][len(SIGNATURE)])
 
 
 class Network:

@@ -1,4 +1,4 @@
-"""FrameCodec: every command's frames, round trips with and without a key, batches, size caps.
+"""FrameCodec: every command's frame, round trips with and without a key, batches, size caps.
 
 The byte layouts asserted here are the ones ``docs/protocol.md`` documents."""
 
@@ -52,10 +52,19 @@ COMMAND_OF = {
     "DISCONNECT final": Command.DISCONNECT, "DISCONNECT leaving": Command.DISCONNECT,
 }
 
-BODY_FRAMES = {  # frames after the command frame, not counting the MAC
-    Command.READY: 1, Command.REQUEST: 2, Command.PARTIAL: 2, Command.REPLY: 2, Command.ERROR: 2,
-    Command.CANCEL: 1, Command.HEARTBEAT: 1, Command.DISCONNECT: 1,
-}
+
+
+def split(frames: list[bytes], key: bytes | None = None) -> tuple[bytes, int, bytes, bytes]:
+    """A message's one frame as (signature, command byte, body, MAC), per docs/protocol.md."""
+    [frame] = frames
+    mac_at = len(frame) - 32 if key else len(frame)
+    return frame[:15], frame[15], frame[16:mac_at], frame[mac_at:]
+
+
+def calls_body(*entries: Entry) -> bytes:
+    """The documented body of a call-carrying message: count, headers, then the bodies."""
+    header = b"".join(struct.pack("!QBI", e.request_id, e.flags, len(e.body)) for e in entries)
+    return struct.pack("!I", len(entries)) + header + b"".join(e.body for e in entries)
 
 
 @pytest.mark.parametrize("key", [None, KEY], ids=["no key", "key"])
@@ -67,17 +76,16 @@ def test_every_command_round_trips_through_encode_and_decode(name: str, key: byt
 
 @pytest.mark.parametrize("key", [None, KEY], ids=["no key", "key"])
 @pytest.mark.parametrize("name", list(MESSAGES))
-def test_every_message_is_the_signature_frame_a_command_byte_its_body_frames_and_a_mac_with_a_key(
+def test_every_message_is_one_frame_the_signature_a_command_byte_its_body_and_a_mac_with_a_key(
     name: str, key: bytes | None
 ) -> None:
     frames = FrameCodec(key).encode(MESSAGES[name])
-    command = COMMAND_OF[name]
-    assert frames[0] == SIGNATURE == b"PIRATE-ACTORS/1"
-    assert frames[1] == bytes([command])
-    assert len(frames) == 2 + BODY_FRAMES[command] + (1 if key else 0)
-    if key:
-        assert len(frames[-1]) == 32
-    assert all(isinstance(frame, bytes) for frame in frames)
+    assert len(frames) == 1 and isinstance(frames[0], bytes)
+    signature, command, body, mac = split(frames, key)
+    assert signature == SIGNATURE == b"PIRATE-ACTORS/2"
+    assert command == COMMAND_OF[name]
+    assert len(mac) == (32 if key else 0)
+    assert FrameCodec(key).encode(MESSAGES[name]) == frames  # deterministic
 
 
 def test_command_bytes_are_the_documented_values() -> None:
@@ -88,20 +96,21 @@ def test_command_bytes_are_the_documented_values() -> None:
     assert int(Flag.STARTED) == 1
 
 
-def test_a_call_entry_header_is_request_id_flags_and_body_length_in_network_byte_order() -> None:
+def test_a_call_body_is_a_count_then_request_id_flags_and_body_length_in_network_byte_order() -> None:
     body = b"\x80\x05payload"
     frames = FrameCodec().encode(Calls(Command.REPLY, (Entry(2**40 + 7, Flag.STARTED, body),)))
-    assert frames[2] == struct.pack("!QBI", 2**40 + 7, 1, len(body))
-    assert len(frames[2]) == 13
-    assert frames[3] == body
+    _, _, message_body, _ = split(frames)
+    assert message_body == struct.pack("!I", 1) + struct.pack("!QBI", 2**40 + 7, 1, len(body)) + body
+    assert len(message_body) == 4 + 13 + len(body)
 
 
 def test_a_batch_carries_several_calls_in_one_message_headers_then_concatenated_bodies() -> None:
     entries = (Entry(10, 0, b"aaa"), Entry(11, Flag.STARTED, b""), Entry(12, 0, b"cccccc"))
     codec = FrameCodec(KEY)
     frames = codec.encode(Calls(Command.REPLY, entries))
-    assert frames[2] == b"".join(struct.pack("!QBI", e.request_id, e.flags, len(e.body)) for e in entries)
-    assert frames[3] == b"aaacccccc"
+    _, _, body, _ = split(frames, KEY)
+    assert body == calls_body(*entries)
+    assert body.endswith(b"aaacccccc")
     decoded = codec.decode(frames)
     assert isinstance(decoded, Calls)
     assert decoded.entries == entries  # in the order they were batched
@@ -113,24 +122,24 @@ def test_a_batch_of_a_thousand_requests_round_trips_in_order() -> None:
     assert codec.decode(codec.encode(Calls(Command.REQUEST, entries))) == Calls(Command.REQUEST, entries)
 
 
-def test_cancel_has_only_the_entry_header_and_no_body_frame() -> None:
-    frames = FrameCodec().encode(Calls(Command.CANCEL, (Entry(5), Entry(6))))
-    assert frames[2:] == [struct.pack("!QBI", 5, 0, 0) + struct.pack("!QBI", 6, 0, 0)]
+def test_cancel_has_only_the_count_and_entry_headers_and_no_bodies() -> None:
+    _, _, body, _ = split(FrameCodec().encode(Calls(Command.CANCEL, (Entry(5), Entry(6)))))
+    assert body == struct.pack("!I", 2) + struct.pack("!QBI", 5, 0, 0) + struct.pack("!QBI", 6, 0, 0)
 
 
 def test_heartbeat_body_is_the_senders_interval_as_a_double_and_liveness_as_an_unsigned_int() -> None:
-    frames = FrameCodec().encode(Heartbeat(0.1, 7))
-    assert frames[2] == struct.pack("!dI", 0.1, 7)
-    assert len(frames[2]) == 12
+    _, _, body, _ = split(FrameCodec().encode(Heartbeat(0.1, 7)))
+    assert body == struct.pack("!dI", 0.1, 7)
+    assert len(body) == 12
 
 
 @pytest.mark.parametrize("final, byte", [(True, b"\x01"), (False, b"\x00")])
 def test_disconnect_body_is_one_byte_1_for_gone_and_0_for_leaving(final: bool, byte: bytes) -> None:
-    assert FrameCodec().encode(Disconnect(final))[2] == byte
+    assert split(FrameCodec().encode(Disconnect(final)))[2] == byte
 
 
 def test_ready_body_is_a_json_object_with_name_capacity_heartbeat_liveness_procedures_incarnation() -> None:
-    info = json.loads(FrameCodec().encode(READY)[2])
+    info = json.loads(split(FrameCodec().encode(READY))[2])
     assert info == {
         "name": "w-1", "capacity": 8, "heartbeat": 0.25, "liveness": 4,
         "procedures": ["compare", "ping"], "incarnation": 3, "max_message_size": 0,
@@ -139,16 +148,16 @@ def test_ready_body_is_a_json_object_with_name_capacity_heartbeat_liveness_proce
 
 def test_a_ready_without_an_incarnation_counts_as_incarnation_0() -> None:
     body = json.dumps({"name": "old", "capacity": 1, "heartbeat": 1, "liveness": 3, "procedures": []})
-    ready = FrameCodec().decode([SIGNATURE, b"\x01", body.encode()])
+    ready = FrameCodec().decode([SIGNATURE + b"\x01" + body.encode()])
     assert ready == Ready("old", 1, 1.0, 3, (), 0)
 
 
-def test_a_ready_with_fields_it_does_not_know_is_accepted_so_version_1_can_grow() -> None:
+def test_a_ready_with_fields_it_does_not_know_is_accepted_so_version_2_can_grow() -> None:
     body = json.dumps({
         "name": "new", "capacity": 2, "heartbeat": 0.5, "liveness": 3, "procedures": ["ping"],
         "incarnation": 1, "tags": {"gpu": True},
     })
-    ready = FrameCodec().decode([SIGNATURE, b"\x01", body.encode()])
+    ready = FrameCodec().decode([SIGNATURE + b"\x01" + body.encode()])
     assert ready == Ready("new", 2, 0.5, 3, ("ping",), 1)
 
 
@@ -200,7 +209,7 @@ def test_encode_refuses_a_message_over_max_message_size_with_protocol_error() ->
     assert sum(map(len, FrameCodec(None, size).encode(message))) == size  # the cap itself is allowed
 
 
-def test_the_size_cap_counts_every_frame_including_the_mac() -> None:
+def test_the_size_cap_counts_the_whole_message_including_the_mac() -> None:
     message = Heartbeat(1.0, 3)
     size = sum(map(len, FrameCodec(KEY).encode(message)))
     assert size == len(SIGNATURE) + 1 + 12 + 32
@@ -260,14 +269,14 @@ def test_docs_protocol_md_gives_every_command_its_byte_and_the_layouts_the_code_
     doc = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text(encoding="utf-8")
     for command in Command:
         assert f"| 0x{command.value:02x} | {command.name}" in doc
-    for fact in ("PIRATE-ACTORS/1", "!QBI", "!dI", "HMAC-SHA256", "compare_digest", "STARTED",
-                 "incarnation", "max_message_size", "zmq.MAXMSGSIZE", "4-byte big-endian"):
+    for fact in ("PIRATE-ACTORS/2", "!QBI", "!I", "!dI", "HMAC-SHA256", "compare_digest", "STARTED",
+                 "incarnation", "max_message_size", "zmq.MAXMSGSIZE", "one frame"):
         assert fact in doc
 
 
 def test_a_heartbeat_may_carry_the_senders_max_message_size_in_a_20_byte_body() -> None:
     frames = FrameCodec().encode(Heartbeat(0.5, 3, 4096))
-    assert frames[2] == struct.pack("!dIQ", 0.5, 3, 4096)
+    assert split(frames)[2] == struct.pack("!dIQ", 0.5, 3, 4096)
     assert FrameCodec().decode(frames) == Heartbeat(0.5, 3, 4096)
     assert FrameCodec().decode(FrameCodec().encode(Heartbeat(0.5, 3))) == Heartbeat(0.5, 3, 0)
 

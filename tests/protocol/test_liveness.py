@@ -9,6 +9,7 @@ from typing import Callable
 import pytest
 
 from pirate_actors.protocol import (
+    SIGNATURE,
     ClientLost,
     ClientProtocol,
     ClientRegistered,
@@ -296,7 +297,7 @@ def test_the_workers_next_deadline_is_its_next_ready_while_waiting() -> None:
     worker = WorkerProtocol(FrameCodec(), Ready("w", 1, 2.0, 3, ()), 50.0)
     assert worker.next_deadline() == float("-inf")  # READY is due at once
     events, out = worker.tick(50.0)
-    assert events == [] and [f[1] for f in out] == [bytes([Command.READY])]
+    assert events == [] and [f[0][len(SIGNATURE)] for f in out] == [Command.READY]
     assert worker.next_deadline() == 52.0
     assert worker.tick(51.9) == ([], [])
     assert len(worker.tick(52.0)[1]) == 1

@@ -1,5 +1,8 @@
 """Every malformed input: decode() raises ProtocolError; receive() counts it, drops it and never
-raises; a call-carrying message whose ids can be read becomes a BadCalls event (SPEC §6)."""
+raises; a call-carrying message whose ids can be read becomes a BadCalls event (SPEC §6).
+
+A message is one frame, ``SIGNATURE + COMMAND + body``; a call-carrying body is a count, that
+many entry headers, then the entries' bodies (docs/protocol.md §1)."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from pirate_actors.protocol import (
     Entry,
     FrameCodec,
     Heartbeat,
+    MalformedCalls,
     Ready,
 )
 
@@ -28,12 +32,28 @@ pytestmark = pytest.mark.timeout(10)
 S = SIGNATURE
 
 
+def msg(*parts: bytes) -> list[bytes]:
+    """A message of one frame: ``parts`` joined."""
+    return [b"".join(parts)]
+
+
 def cmd(command: int) -> bytes:
     return bytes([command])
 
 
+def count(n: int) -> bytes:
+    """The entry count that opens a call-carrying body."""
+    return struct.pack("!I", n)
+
+
 def header(*entries: tuple[int, int, int]) -> bytes:
+    """Entry headers ``(request_id, flags, length)``, without the count."""
     return b"".join(struct.pack("!QBI", *entry) for entry in entries)
+
+
+def calls(*entries: tuple[int, int, int], bodies: bytes = b"") -> bytes:
+    """A call-carrying body: the count of ``entries``, their headers, then ``bodies``."""
+    return count(len(entries)) + header(*entries) + bodies
 
 
 def ready(**fields: Any) -> bytes:
@@ -50,90 +70,121 @@ def heartbeat(interval: float, liveness: int) -> bytes:
     return struct.pack("!dI", interval, liveness)
 
 
-# Frames no reader can make sense of: each must be refused with ProtocolError (never
+def heartbeat_sized(interval: float, liveness: int, max_message_size: int) -> bytes:
+    return struct.pack("!dIQ", interval, liveness, max_message_size)
+
+
+# Messages no reader can make sense of: each must be refused with ProtocolError (never
 # AuthenticationError: no key is involved) and must not become a BadCalls event.
 UNREADABLE: dict[str, list[bytes]] = {
     "empty frames list": [],
-    "only a signature frame": [S],
-    "empty signature frame": [b"", cmd(7), heartbeat(1, 3)],
-    "another protocol's signature": [b"MDPW01", cmd(7), heartbeat(1, 3)],
-    "another version's signature": [b"PIRATE-ACTORS/2", cmd(7), heartbeat(1, 3)],
-    "signature in lower case": [b"pirate-actors/1", cmd(7), heartbeat(1, 3)],
-    "signature with trailing byte": [S + b"\x00", cmd(7), heartbeat(1, 3)],
-    "command byte 0": [S, cmd(0), b""],
-    "command byte 9": [S, cmd(9), b""],
-    "command byte 255": [S, cmd(255), b""],
-    "empty command frame": [S, b"", heartbeat(1, 3)],
-    "two-byte command frame": [S, b"\x07\x07", heartbeat(1, 3)],
-    "command as text": [S, b"HEARTBEAT", heartbeat(1, 3)],
-    "HEARTBEAT without body": [S, cmd(7)],
-    "HEARTBEAT with an extra frame": [S, cmd(7), heartbeat(1, 3), b""],
-    "HEARTBEAT body 11 bytes": [S, cmd(7), heartbeat(1, 3)[:-1]],
-    "HEARTBEAT body 13 bytes": [S, cmd(7), heartbeat(1, 3) + b"\x00"],
-    "HEARTBEAT interval 0": [S, cmd(7), heartbeat(0.0, 3)],
-    "HEARTBEAT interval negative": [S, cmd(7), heartbeat(-1.0, 3)],
-    "HEARTBEAT interval NaN": [S, cmd(7), heartbeat(float("nan"), 3)],
-    "HEARTBEAT interval infinite": [S, cmd(7), heartbeat(float("inf"), 3)],
-    "HEARTBEAT interval over an hour": [S, cmd(7), heartbeat(3600.5, 3)],
-    "HEARTBEAT liveness 0": [S, cmd(7), heartbeat(1.0, 0)],
-    "HEARTBEAT liveness 1001": [S, cmd(7), heartbeat(1.0, 1001)],
-    "DISCONNECT without body": [S, cmd(8)],
-    "DISCONNECT body 2": [S, cmd(8), b"\x02"],
-    "DISCONNECT empty body": [S, cmd(8), b""],
-    "DISCONNECT two bytes": [S, cmd(8), b"\x00\x01"],
-    "DISCONNECT with an extra frame": [S, cmd(8), b"\x01", b"\x01"],
-    "READY without body": [S, cmd(1)],
-    "READY with an extra frame": [S, cmd(1), ready(), b""],
-    "READY not JSON": [S, cmd(1), b"name=w"],
-    "READY not UTF-8": [S, cmd(1), b"\xff\xfe{"],
-    "READY truncated JSON": [S, cmd(1), ready()[:-1]],
-    "READY a JSON array": [S, cmd(1), b"[1, 2]"],
-    "READY a JSON string": [S, cmd(1), b'"w"'],
-    "READY without name": [S, cmd(1), ready(name=...)],
-    "READY name not a string": [S, cmd(1), ready(name=7)],
-    "READY without capacity": [S, cmd(1), ready(capacity=...)],
-    "READY capacity 0": [S, cmd(1), ready(capacity=0)],
-    "READY capacity negative": [S, cmd(1), ready(capacity=-4)],
-    "READY capacity a string": [S, cmd(1), ready(capacity="4")],
-    "READY capacity a float": [S, cmd(1), ready(capacity=4.0)],
-    "READY capacity true": [S, cmd(1), ready(capacity=True)],
-    "READY procedures not a list": [S, cmd(1), ready(procedures="ping")],
-    "READY procedures with a number": [S, cmd(1), ready(procedures=["ping", 3])],
-    "READY without heartbeat": [S, cmd(1), ready(heartbeat=...)],
-    "READY heartbeat a string": [S, cmd(1), ready(heartbeat="1.0")],
-    "READY heartbeat true": [S, cmd(1), ready(heartbeat=True)],
-    "READY heartbeat 0": [S, cmd(1), ready(heartbeat=0)],
-    "READY heartbeat NaN": [S, cmd(1), ready(heartbeat=float("nan"))],
-    "READY heartbeat Infinity": [S, cmd(1), ready(heartbeat=float("inf"))],
-    "READY heartbeat too long": [S, cmd(1), ready(heartbeat=10_000)],
-    "READY without liveness": [S, cmd(1), ready(liveness=...)],
-    "READY liveness 0": [S, cmd(1), ready(liveness=0)],
-    "READY liveness a float": [S, cmd(1), ready(liveness=3.0)],
-    "READY liveness 1001": [S, cmd(1), ready(liveness=1001)],
-    "READY incarnation a string": [S, cmd(1), ready(incarnation="1")],
-    "READY incarnation true": [S, cmd(1), ready(incarnation=True)],
-    "READY incarnation a float": [S, cmd(1), ready(incarnation=1.5)],
-    "READY integer of 5000 digits": [S, cmd(1), ready()[:-1] + b', "x": ' + b"9" * 5000 + b"}"],
-    "REQUEST without any body frame": [S, cmd(2)],
-    "REQUEST with an empty header": [S, cmd(2), b"", b""],
-    "REQUEST header of 12 bytes": [S, cmd(2), header((1, 0, 0))[:-1], b""],
-    "REQUEST header of 14 bytes": [S, cmd(2), header((1, 0, 0)) + b"\x00", b""],
-    "REPLY header not a multiple of 13": [S, cmd(4), header((1, 0, 1), (2, 0, 1))[:-5], b"ab"],
-    "CANCEL without header": [S, cmd(6)],
-    "CANCEL with an empty header": [S, cmd(6), b""],
+    "one empty frame": [b""],
+    "shorter than the signature": msg(S[:-1]),
+    "only the signature": msg(S),
+    "no signature": msg(cmd(7), heartbeat(1, 3)),
+    "another protocol's signature": msg(b"MDPW01", cmd(7), heartbeat(1, 3)),
+    "the old version's signature": msg(b"PIRATE-ACTORS/1", cmd(7), heartbeat(1, 3)),
+    "a newer version's signature": msg(b"PIRATE-ACTORS/3", cmd(7), heartbeat(1, 3)),
+    "signature in lower case": msg(b"pirate-actors/2", cmd(7), heartbeat(1, 3)),
+    "signature with trailing byte": msg(S, b"\x00", cmd(7), heartbeat(1, 3)),
+    "the old version's frames": [b"PIRATE-ACTORS/1", cmd(7), heartbeat(1, 3)],
+    "signature in a frame of its own": [S, cmd(7) + heartbeat(1, 3)],
+    "command byte 0": msg(S, cmd(0)),
+    "command byte 9": msg(S, cmd(9)),
+    "command byte 255": msg(S, cmd(255)),
+    "command byte 0 with a body": msg(S, cmd(0), heartbeat(1, 3)),
+    "no command byte before the body": msg(S, heartbeat(1, 3)),
+    "two command bytes": msg(S, b"\x07\x07", heartbeat(1, 3)),
+    "command as text": msg(S, b"HEARTBEAT", heartbeat(1, 3)),
+    "HEARTBEAT without body": msg(S, cmd(7)),
+    "HEARTBEAT in two frames": [S + cmd(7), heartbeat(1, 3)],
+    "HEARTBEAT with an extra empty frame": [*msg(S, cmd(7), heartbeat(1, 3)), b""],
+    "HEARTBEAT body 11 bytes": msg(S, cmd(7), heartbeat(1, 3)[:-1]),
+    "HEARTBEAT body 13 bytes": msg(S, cmd(7), heartbeat(1, 3) + b"\x00"),
+    "HEARTBEAT body 19 bytes": msg(S, cmd(7), heartbeat_sized(1, 3, 1024)[:-1]),
+    "HEARTBEAT body 21 bytes": msg(S, cmd(7), heartbeat_sized(1, 3, 1024) + b"\x00"),
+    "HEARTBEAT interval 0": msg(S, cmd(7), heartbeat(0.0, 3)),
+    "HEARTBEAT interval negative": msg(S, cmd(7), heartbeat(-1.0, 3)),
+    "HEARTBEAT interval NaN": msg(S, cmd(7), heartbeat(float("nan"), 3)),
+    "HEARTBEAT interval infinite": msg(S, cmd(7), heartbeat(float("inf"), 3)),
+    "HEARTBEAT interval over an hour": msg(S, cmd(7), heartbeat(3600.5, 3)),
+    "HEARTBEAT liveness 0": msg(S, cmd(7), heartbeat(1.0, 0)),
+    "HEARTBEAT liveness 1001": msg(S, cmd(7), heartbeat(1.0, 1001)),
+    "HEARTBEAT with size, interval 0": msg(S, cmd(7), heartbeat_sized(0.0, 3, 1024)),
+    "HEARTBEAT with size, liveness 0": msg(S, cmd(7), heartbeat_sized(1.0, 0, 1024)),
+    "DISCONNECT without body": msg(S, cmd(8)),
+    "DISCONNECT body 2": msg(S, cmd(8), b"\x02"),
+    "DISCONNECT two bytes": msg(S, cmd(8), b"\x00\x01"),
+    "DISCONNECT in two frames": [S + cmd(8), b"\x01"],
+    "DISCONNECT with an extra frame": [*msg(S, cmd(8), b"\x01"), b"\x01"],
+    "READY without body": msg(S, cmd(1)),
+    "READY with an extra empty frame": [*msg(S, cmd(1), ready()), b""],
+    "READY in two frames": [S + cmd(1), ready()],
+    "READY with a trailing byte": msg(S, cmd(1), ready(), b"\x00"),
+    "READY not JSON": msg(S, cmd(1), b"name=w"),
+    "READY not UTF-8": msg(S, cmd(1), b"\xff\xfe{"),
+    "READY truncated JSON": msg(S, cmd(1), ready()[:-1]),
+    "READY a JSON array": msg(S, cmd(1), b"[1, 2]"),
+    "READY a JSON string": msg(S, cmd(1), b'"w"'),
+    "READY without name": msg(S, cmd(1), ready(name=...)),
+    "READY name not a string": msg(S, cmd(1), ready(name=7)),
+    "READY without capacity": msg(S, cmd(1), ready(capacity=...)),
+    "READY capacity 0": msg(S, cmd(1), ready(capacity=0)),
+    "READY capacity negative": msg(S, cmd(1), ready(capacity=-4)),
+    "READY capacity a string": msg(S, cmd(1), ready(capacity="4")),
+    "READY capacity a float": msg(S, cmd(1), ready(capacity=4.0)),
+    "READY capacity true": msg(S, cmd(1), ready(capacity=True)),
+    "READY procedures not a list": msg(S, cmd(1), ready(procedures="ping")),
+    "READY procedures with a number": msg(S, cmd(1), ready(procedures=["ping", 3])),
+    "READY without heartbeat": msg(S, cmd(1), ready(heartbeat=...)),
+    "READY heartbeat a string": msg(S, cmd(1), ready(heartbeat="1.0")),
+    "READY heartbeat true": msg(S, cmd(1), ready(heartbeat=True)),
+    "READY heartbeat 0": msg(S, cmd(1), ready(heartbeat=0)),
+    "READY heartbeat NaN": msg(S, cmd(1), ready(heartbeat=float("nan"))),
+    "READY heartbeat Infinity": msg(S, cmd(1), ready(heartbeat=float("inf"))),
+    "READY heartbeat too long": msg(S, cmd(1), ready(heartbeat=10_000)),
+    "READY without liveness": msg(S, cmd(1), ready(liveness=...)),
+    "READY liveness 0": msg(S, cmd(1), ready(liveness=0)),
+    "READY liveness a float": msg(S, cmd(1), ready(liveness=3.0)),
+    "READY liveness 1001": msg(S, cmd(1), ready(liveness=1001)),
+    "READY incarnation a string": msg(S, cmd(1), ready(incarnation="1")),
+    "READY incarnation true": msg(S, cmd(1), ready(incarnation=True)),
+    "READY incarnation a float": msg(S, cmd(1), ready(incarnation=1.5)),
+    "READY max_message_size negative": msg(S, cmd(1), ready(max_message_size=-1)),
+    "READY max_message_size a string": msg(S, cmd(1), ready(max_message_size="64")),
+    "READY integer of 5000 digits": msg(S, cmd(1), ready()[:-1] + b', "x": ' + b"9" * 5000 + b"}"),
+    "REQUEST without a count": msg(S, cmd(2)),
+    "REQUEST count of 3 bytes": msg(S, cmd(2), count(1)[1:]),
+    "REQUEST count 0": msg(S, cmd(2), count(0)),
+    "REQUEST count 0 before a header and a body": msg(S, cmd(2), count(0), header((1, 0, 3)), b"abc"),
+    "REQUEST count 1 without its header": msg(S, cmd(2), count(1)),
+    "REQUEST header of 12 bytes": msg(S, cmd(2), count(1), header((1, 0, 0))[:-1]),
+    "REQUEST count 2 with one header": msg(S, cmd(2), count(2), header((1, 0, 0))),
+    "REQUEST count 2**32-1 with one header": msg(S, cmd(2), count(2**32 - 1), header((1, 0, 3)), b"abc"),
+    "REQUEST in two frames": [S + cmd(2) + calls((1, 0, 3)), b"abc"],
+    "REQUEST with an extra empty frame": [*msg(S, cmd(2), calls((1, 0, 3), bodies=b"abc")), b""],
+    "REQUEST in the old version's frames": [b"PIRATE-ACTORS/1", cmd(2), header((1, 0, 3)), b"abc"],
+    "REPLY second header truncated": msg(S, cmd(4), count(2), header((1, 0, 1), (2, 0, 1))[:-5], b"ab"),
+    "REPLY in two frames": [S + cmd(4) + calls((1, 0, 3)), b"abc"],
+    "CANCEL without a count": msg(S, cmd(6)),
+    "CANCEL count 0": msg(S, cmd(6), count(0)),
+    "CANCEL header of 12 bytes": msg(S, cmd(6), count(1), header((1, 0, 0))[:-1]),
 }
 
-# Call-carrying messages whose entry header is readable but whose rest is wrong.
+# Call-carrying messages whose entry headers are readable but whose rest is wrong.
 BAD_CALLS: dict[str, tuple[list[bytes], tuple[int, ...]]] = {
-    "REQUEST missing its body frame": ([S, cmd(2), header((1, 0, 3))], (1,)),
-    "REQUEST with an extra frame": ([S, cmd(2), header((1, 0, 3)), b"abc", b"more"], (1,)),
-    "REQUEST bodies shorter than the header says": ([S, cmd(2), header((1, 0, 3), (2, 0, 3)), b"abcde"], (1, 2)),
-    "REQUEST bodies longer than the header says": ([S, cmd(2), header((1, 0, 3), (2, 0, 3)), b"abcdefg"], (1, 2)),
-    "REQUEST huge body length": ([S, cmd(2), header((5, 0, 2**32 - 1)), b"x"], (5,)),
-    "REPLY bodies longer than the header says": ([S, cmd(4), header((9, 0, 0)), b"x"], (9,)),
-    "PARTIAL missing its body frame": ([S, cmd(3), header((4, 1, 0))], (4,)),
-    "ERROR with an extra frame": ([S, cmd(5), header((6, 0, 1)), b"e", b"e"], (6,)),
-    "CANCEL with a body frame": ([S, cmd(6), header((3, 0, 0)), b""], (3,)),
+    "REQUEST missing its body": (msg(S, cmd(2), calls((1, 0, 3))), (1,)),
+    "REQUEST with bytes after its body": (msg(S, cmd(2), calls((1, 0, 3), bodies=b"abcmore")), (1,)),
+    "REQUEST with a byte after an empty body": (msg(S, cmd(2), calls((1, 0, 0), bodies=b"\x00")), (1,)),
+    "REQUEST bodies shorter than the headers say": (msg(S, cmd(2), calls((1, 0, 3), (2, 0, 3), bodies=b"abcde")), (1, 2)),
+    "REQUEST bodies longer than the headers say": (msg(S, cmd(2), calls((1, 0, 3), (2, 0, 3), bodies=b"abcdefg")), (1, 2)),
+    "REQUEST of three, the last body missing": (msg(S, cmd(2), calls((7, 0, 1), (8, 0, 1), (9, 0, 1), bodies=b"ab")), (7, 8, 9)),
+    "REQUEST huge body length": (msg(S, cmd(2), calls((5, 0, 2**32 - 1), bodies=b"x")), (5,)),
+    "REPLY bodies longer than the headers say": (msg(S, cmd(4), calls((9, 0, 0), bodies=b"x")), (9,)),
+    "PARTIAL missing its body": (msg(S, cmd(3), calls((4, 0, 2))), (4,)),
+    "ERROR with bytes after its body": (msg(S, cmd(5), calls((6, 0, 1), bodies=b"ee")), (6,)),
+    "CANCEL with a body after its header": (msg(S, cmd(6), calls((3, 0, 0), bodies=b"x")), (3,)),
+    "CANCEL whose entry has a body": (msg(S, cmd(6), calls((3, 0, 1), (4, 0, 0), bodies=b"x")), (3, 4)),
 }
 
 
@@ -141,7 +192,7 @@ BAD_CALLS: dict[str, tuple[list[bytes], tuple[int, ...]]] = {
 def test_decode_refuses_a_malformed_message_with_protocol_error(frames: list[bytes]) -> None:
     with pytest.raises(ProtocolError) as caught:
         FrameCodec().decode(frames)
-    assert not isinstance(caught.value, AuthenticationError)
+    assert not isinstance(caught.value, (AuthenticationError, MalformedCalls))
 
 
 @pytest.mark.parametrize("frames", list(UNREADABLE.values()), ids=list(UNREADABLE))
@@ -217,9 +268,12 @@ def test_malformed_calls_from_an_unknown_worker_get_a_disconnect_and_no_event(
     network: Callable[..., Network],
 ) -> None:
     net = network()
-    events, out = net.inject_to_client(b"stranger", BAD_CALLS["REPLY bodies longer than the header says"][0])
+    events, out = net.inject_to_client(b"stranger", BAD_CALLS["REPLY bodies longer than the headers say"][0])
     assert events == []
-    assert [(peer, frames[1]) for peer, frames in out] == [(b"stranger", cmd(Command.DISCONNECT))]
+    at = len(SIGNATURE)
+    assert [(peer, len(frames), frames[0][at:at + 1]) for peer, frames in out] == [
+        (b"stranger", 1, cmd(Command.DISCONNECT))
+    ]
 
 
 def test_a_message_that_cannot_be_decoded_is_no_sign_of_life(network: Callable[..., Network]) -> None:
@@ -230,8 +284,8 @@ def test_a_message_that_cannot_be_decoded_is_no_sign_of_life(network: Callable[.
     net.run(1.0)
     last_client, last_worker = client.workers[b"w1"].peer.last_received, worker.client.last_received
     net.clock.advance(0.5)
-    net.inject_to_client(b"w1", [S, cmd(7), heartbeat(0.0, 3)])
-    net.inject_to_worker(b"w1", [S, cmd(7), heartbeat(0.0, 3)])
+    net.inject_to_client(b"w1", msg(S, cmd(7), heartbeat(0.0, 3)))
+    net.inject_to_worker(b"w1", msg(S, cmd(7), heartbeat(0.0, 3)))
     assert client.workers[b"w1"].peer.last_received == last_client
     assert worker.client.last_received == last_worker
 
@@ -240,7 +294,7 @@ def test_a_bad_calls_message_is_still_a_sign_of_life(network: Callable[..., Netw
     net = network()
     net.add_worker(b"w1")
     net.clock.advance(0.5)
-    net.inject_to_client(b"w1", BAD_CALLS["PARTIAL missing its body frame"][0])
+    net.inject_to_client(b"w1", BAD_CALLS["PARTIAL missing its body"][0])
     assert net.client is not None and net.client.workers[b"w1"].peer.last_received == net.now
 
 
@@ -292,7 +346,7 @@ def test_a_ready_of_deeply_nested_json_is_counted_and_dropped_without_raising(
 ) -> None:
     net = network()
     worker = net.add_worker(b"w1")
-    frames = [S, cmd(Command.READY), body]
+    frames = msg(S, cmd(Command.READY), body)
     if side == "client":
         assert net.inject_to_client(b"w1", frames) == ([], [])
         assert net.client is not None and net.client.stats.malformed == 1
@@ -306,13 +360,17 @@ def test_a_malformed_request_from_a_worker_is_dropped_like_a_well_formed_one(
 ) -> None:
     net = network()
     net.add_worker(b"w1")
-    events, out = net.inject_to_client(b"w1", [S, cmd(Command.REQUEST), header((1, 0, 1))])
+    events, out = net.inject_to_client(b"w1", msg(S, cmd(Command.REQUEST), calls((1, 0, 1))))
     assert events == [] and out == []
     assert net.client is not None and net.client.stats.malformed == 1
 
 
 def test_a_heartbeat_on_the_edge_of_the_accepted_range_is_accepted() -> None:
     codec = FrameCodec()
-    assert codec.decode([S, cmd(7), heartbeat(0.001, 1)]) == Heartbeat(0.001, 1)
-    assert codec.decode([S, cmd(7), heartbeat(3600.0, 1000)]) == Heartbeat(3600.0, 1000)
-    assert isinstance(codec.decode([S, cmd(1), ready(heartbeat=3600, liveness=1000)]), Ready)
+    assert codec.decode(msg(S, cmd(7), heartbeat(0.001, 1))) == Heartbeat(0.001, 1)
+    assert codec.decode(msg(S, cmd(7), heartbeat(3600.0, 1000))) == Heartbeat(3600.0, 1000)
+    assert codec.decode(msg(S, cmd(7), heartbeat_sized(0.001, 1, 1))) == Heartbeat(0.001, 1, 1)
+    assert codec.decode(msg(S, cmd(7), heartbeat_sized(3600.0, 1000, 2**64 - 1))) == Heartbeat(
+        3600.0, 1000, 2**64 - 1
+    )
+    assert isinstance(codec.decode(msg(S, cmd(1), ready(heartbeat=3600, liveness=1000))), Ready)

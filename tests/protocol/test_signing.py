@@ -45,19 +45,16 @@ MESSAGES: list[Any] = [
 IDS = ["READY", "REQUEST", "PARTIAL", "REPLY", "ERROR", "CANCEL", "HEARTBEAT", "DISCONNECT"]
 
 
-def documented_mac(key: bytes, frames: list[bytes]) -> bytes:
+def documented_mac(key: bytes, data: bytes) -> bytes:
     """The MAC as docs/protocol.md describes it, written independently of the code."""
-    data = b"".join(len(frame).to_bytes(4, "big") + frame for frame in frames)
     return hmac.new(key, data, hashlib.sha256).digest()
 
 
 @pytest.mark.parametrize("message", MESSAGES, ids=IDS)
-def test_a_signed_message_ends_with_hmac_sha256_over_every_other_frame_each_prefixed_by_its_length(
-    message: Any,
-) -> None:
-    frames = FrameCodec(KEY).encode(message)
-    assert frames[-1] == documented_mac(KEY, frames[:-1])
-    assert frames[:-1] == FrameCodec(None).encode(message)  # the MAC is only appended
+def test_a_signed_message_ends_with_hmac_sha256_over_everything_before_it(message: Any) -> None:
+    [frame] = FrameCodec(KEY).encode(message)
+    assert frame[-32:] == documented_mac(KEY, frame[:-32])
+    assert [frame[:-32]] == FrameCodec(None).encode(message)  # the MAC is only appended
 
 
 @pytest.mark.parametrize("message", MESSAGES, ids=IDS)
@@ -66,20 +63,19 @@ def test_a_message_signed_with_the_same_key_is_accepted(message: Any) -> None:
 
 
 @pytest.mark.parametrize("message", MESSAGES, ids=IDS)
-def test_a_flipped_bit_in_any_frame_is_rejected_as_an_authentication_error(message: Any) -> None:
+def test_a_flipped_bit_anywhere_after_the_signature_is_rejected_as_an_authentication_error(
+    message: Any,
+) -> None:
     codec = FrameCodec(KEY)
-    frames = codec.encode(message)
-    for index in range(1, len(frames)):  # frame 0 is the signature, checked before the MAC
-        if not frames[index]:
-            continue  # an empty body (a "started" PARTIAL) has no bit to flip
-        for position in {0, len(frames[index]) // 2, len(frames[index]) - 1}:
-            for bit in (0, 7):
-                tampered = list(frames)
-                changed = bytearray(tampered[index])
-                changed[position] ^= 1 << bit
-                tampered[index] = bytes(changed)
-                with pytest.raises(AuthenticationError):
-                    codec.decode(tampered)
+    [frame] = codec.encode(message)
+    size = len(frame)
+    # The signature (15 bytes) is checked before the MAC; everything after it is signed.
+    for position in sorted({15, 16, 20, size // 2, size - 33, size - 32, size - 1}):
+        for bit in (0, 7):
+            changed = bytearray(frame)
+            changed[position] ^= 1 << bit
+            with pytest.raises(AuthenticationError):
+                codec.decode([bytes(changed)])
 
 
 @pytest.mark.parametrize("message", MESSAGES, ids=IDS)
@@ -89,39 +85,39 @@ def test_a_message_signed_with_another_key_is_rejected(message: Any) -> None:
 
 
 @pytest.mark.parametrize("message", MESSAGES, ids=IDS)
-def test_a_message_without_its_mac_frame_is_rejected_by_a_peer_with_a_key(message: Any) -> None:
+def test_a_message_without_its_mac_is_rejected_by_a_peer_with_a_key(message: Any) -> None:
     with pytest.raises(AuthenticationError):
         FrameCodec(KEY).decode(FrameCodec(None).encode(message))
 
 
 def test_a_message_of_only_signature_and_command_is_rejected_by_a_peer_with_a_key() -> None:
-    with pytest.raises(AuthenticationError, match="no signature frame"):
-        FrameCodec(KEY).decode([SIGNATURE, bytes([Command.HEARTBEAT])])
+    with pytest.raises(AuthenticationError, match="no MAC"):
+        FrameCodec(KEY).decode([SIGNATURE + bytes([Command.HEARTBEAT])])
 
 
 @pytest.mark.parametrize("mac", [b"", b"\x00" * 31, b"\x00" * 32, b"\x00" * 33, b"\x00" * 64])
-def test_a_mac_frame_of_any_wrong_value_or_length_is_rejected(mac: bytes) -> None:
-    frames = FrameCodec(None).encode(Heartbeat(1.0, 3)) + [mac]
+def test_a_mac_of_any_wrong_value_or_length_is_rejected(mac: bytes) -> None:
+    [frame] = FrameCodec(None).encode(Heartbeat(1.0, 3))
     with pytest.raises(AuthenticationError):
-        FrameCodec(KEY).decode(frames)
+        FrameCodec(KEY).decode([frame + mac])
 
 
-def test_moving_bytes_from_one_frame_to_the_next_breaks_the_mac() -> None:
+def test_a_signed_message_cut_into_two_frames_is_refused() -> None:
     codec = FrameCodec(KEY)
-    frames = codec.encode(Calls(Command.REQUEST, (Entry(1, 0, b"abcdef"),)))
-    recut = [frames[0], frames[1], frames[2] + frames[3][:3], frames[3][3:], frames[4]]
-    assert b"".join(recut[:-1]) == b"".join(frames[:-1])  # same bytes, cut elsewhere
-    with pytest.raises(AuthenticationError):
-        codec.decode(recut)
+    [frame] = codec.encode(Calls(Command.REQUEST, (Entry(1, 0, b"abcdef"),)))
+    for cut in (15, 16, len(frame) - 32):
+        with pytest.raises(ProtocolError, match="one frame"):
+            codec.decode([frame[:cut], frame[cut:]])
 
 
-def test_a_dropped_frame_or_an_added_frame_breaks_the_mac() -> None:
+def test_a_dropped_byte_or_an_added_byte_breaks_the_mac() -> None:
     codec = FrameCodec(KEY)
-    frames = codec.encode(Calls(Command.REQUEST, (Entry(1, 0, b"abcdef"),)))
+    [frame] = codec.encode(Calls(Command.REQUEST, (Entry(1, 0, b"abcdef"),)))
+    body_at = len(SIGNATURE) + 1
     with pytest.raises(AuthenticationError):
-        codec.decode(frames[:2] + frames[3:])
+        codec.decode([frame[:body_at] + frame[body_at + 1:]])
     with pytest.raises(AuthenticationError):
-        codec.decode(frames[:-1] + [b""] + frames[-1:])
+        codec.decode([frame[:-32] + b"\x00" + frame[-32:]])
 
 
 @pytest.mark.parametrize("message", MESSAGES, ids=IDS)
@@ -135,15 +131,15 @@ def test_the_mac_is_compared_with_hmac_compare_digest(monkeypatch: pytest.Monkey
     calls: list[tuple[bytes, bytes]] = []
     original = hmac.compare_digest
 
-    def spy(a: bytes, b: bytes) -> bool:
-        calls.append((a, b))
+    def spy(a: Any, b: Any) -> bool:
+        calls.append((bytes(a), bytes(b)))
         return original(a, b)
 
     monkeypatch.setattr(hmac, "compare_digest", spy)
     codec = FrameCodec(KEY)
-    frames = codec.encode(Heartbeat(1.0, 3))
-    codec.decode(frames)
-    assert calls == [(frames[-1], frames[-1])]
+    [frame] = codec.encode(Heartbeat(1.0, 3))
+    codec.decode([frame])
+    assert calls == [(frame[-32:], frame[-32:])]
 
 
 def test_the_mac_is_checked_before_the_ready_json_is_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -154,17 +150,16 @@ def test_the_mac_is_checked_before_the_ready_json_is_parsed(monkeypatch: pytest.
 
 
 def test_a_badly_signed_body_that_would_break_the_parser_is_rejected_as_unauthenticated() -> None:
-    frames = [SIGNATURE, bytes([Command.READY]), b"[" * 100_000]
-    frames.append(documented_mac(OTHER_KEY, frames))
+    data = SIGNATURE + bytes([Command.READY]) + b"[" * 100_000
     with pytest.raises(AuthenticationError):
-        FrameCodec(KEY).decode(frames)
+        FrameCodec(KEY).decode([data + documented_mac(OTHER_KEY, data)])
 
 
-def test_a_wrong_signature_frame_is_malformed_even_with_a_key_it_is_checked_first() -> None:
-    frames = FrameCodec(KEY).encode(Heartbeat(1.0, 3))
-    frames[0] = b"PIRATE-ACTORS/2"
-    with pytest.raises(ProtocolError, match="not a PIRATE-ACTORS/1 message") as caught:
-        FrameCodec(KEY).decode(frames)
+def test_a_wrong_signature_is_malformed_even_with_a_key_it_is_checked_first() -> None:
+    [frame] = FrameCodec(KEY).encode(Heartbeat(1.0, 3))
+    older = b"PIRATE-ACTORS/1" + frame[len(SIGNATURE):]
+    with pytest.raises(ProtocolError, match="not a PIRATE-ACTORS/2 message") as caught:
+        FrameCodec(KEY).decode([older])
     assert not isinstance(caught.value, AuthenticationError)
 
 
