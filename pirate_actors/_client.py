@@ -101,6 +101,7 @@ class _Loop:
         self.cancels: dict[bytes, list[Entry]] = {}
         self.closing = False
         self._timer_at = float("inf")  # when _timers has work; only ever too early, never late
+        self._settled: list[tuple[CallFuture, Any, BaseException | None]] = []
 
     # -- the loop
 
@@ -121,6 +122,8 @@ class _Loop:
                     self._timer_at = self._next_deadline()
             if self.requests or self.cancels:
                 self._flush()
+            if self._settled:
+                self._settle()
             timeout = 0.0
             if mailbox.prepare_sleep():
                 timeout = max(0.0, self._timer_at - time.monotonic())
@@ -361,18 +364,27 @@ class _Loop:
         self, request_id: int, peer: bytes | None, *, result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
+        """The call is over: forget it, and settle its future before the loop next sleeps."""
         call = self.calls.pop(request_id, None)
         if call is None:
             return
         if peer is not None and peer in self.load:
             self.load[peer].calls.discard(request_id)
-        try:
-            if exception is None:
-                call.future.set_result(result)
-            else:
-                call.future.set_exception(exception)
-        except concurrent.futures.InvalidStateError:
-            pass  # cancelled meanwhile by a user thread
+        self._settled.append((call.future, result, exception))
+
+    def _settle(self) -> None:
+        """Complete the finished calls' futures. Done last, just before the loop sleeps: a
+        waiting caller wakes when this thread is about to let go of the GIL, not while it
+        still has work to do."""
+        settled, self._settled = self._settled, []
+        for future, result, exception in settled:
+            try:
+                if exception is None:
+                    future.set_result(result)
+                else:
+                    future.set_exception(exception)
+            except concurrent.futures.InvalidStateError:
+                pass  # cancelled meanwhile by a user thread
 
     def _expire_queued(self, now: float) -> None:
         if not self.queue or self._registered():
@@ -411,6 +423,7 @@ class _Loop:
         for request_id in list(self.calls):
             self._finish(request_id, None, exception=PirateError("the client was closed"))
         self.queue.clear()
+        self._settle()
 
 
 _CLOSE = object()

@@ -53,6 +53,10 @@ class Mailbox(Generic[T]):
             except (BlockingIOError, OSError):
                 pass  # already signalled, or closed at shutdown
 
+    def put_quietly(self, item: T) -> None:
+        """Append ``item`` without waking the reader: it is seen at the reader's next turn."""
+        self._items.append(item)
+
     def get_nowait(self) -> T:
         """The oldest item; raises IndexError when empty."""
         return self._items.popleft()

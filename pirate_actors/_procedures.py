@@ -85,6 +85,13 @@ def _tell(sink: ActorRef[Any], message: Any) -> None:
     sink.actor_inbox.put(Envelope(message))
 
 
+def _tell_started(sink: ActorRef[Any], request_id: int) -> None:
+    """Tell the socket actor a call started, without waking it if its inbox allows."""
+    inbox = sink.actor_inbox
+    put = getattr(inbox, "put_quietly", inbox.put)
+    put(Envelope(Started(request_id)))
+
+
 spawning = threading.local()
 """Set by the supervisor around ``start()``: ``spawning.sink`` is the ref new actors report to."""
 
@@ -156,7 +163,7 @@ class ProcedureActor(pykka.ThreadingActor):
         try:
             procedure, args, kwargs = _codec.loads(run.body)
         except BaseException as exc:  # noqa: BLE001 - even SystemExit from a __setstate__
-            _tell(sink, Started(run.request_id))
+            _tell_started(sink, run.request_id)
             body = _codec.dump_error(ErrorKind.PROTOCOL, "ProtocolError", f"undecodable call: {exc!r}")
             _tell(sink, Done(run.request_id, Command.ERROR, body, self.actor_urn))
             return
@@ -167,7 +174,7 @@ class ProcedureActor(pykka.ThreadingActor):
             )
             _tell(sink, Done(run.request_id, Command.ERROR, body, self.actor_urn))
             return
-        _tell(sink, Started(run.request_id))
+        _tell_started(sink, run.request_id)
         self.__current = run
         fatal = False
         try:

@@ -40,6 +40,8 @@ class Pool:
         self._actors: dict[str, ActorRef[Any]] = {}
         self._idle: collections.deque[str] = collections.deque()
         self._running: dict[int, str] = {}  # request id -> actor urn
+        self.starting: set[int] = set()  # running calls whose Started has not been seen yet
+        self._unsent: dict[str, Run] = {}  # actor urn -> call dispatched to it, not yet told
         self._runs: dict[int, Run] = {}  # request id -> the running call
         self._busy: dict[str, int] = {}  # actor urn -> request id
         self._retired: dict[str, ActorRef[Any]] = {}
@@ -81,16 +83,34 @@ class Pool:
         while self.waiting and self._idle:
             urn = self._idle.popleft()
             request_id, run = self.waiting.popitem(last=False)
-            try:
-                self._actors[urn].tell(run)
-            except pykka.ActorDeadError:
-                self.waiting[request_id] = run
-                self.waiting.move_to_end(request_id, last=False)
-                self._lost(urn)
-                continue
             self._running[request_id] = urn
             self._runs[request_id] = run
             self._busy[urn] = request_id
+            self.starting.add(request_id)
+            self._unsent[urn] = run
+
+    def send(self) -> None:
+        """Hand the dispatched calls to their actors. The socket thread calls this last, just
+        before it sleeps: an actor woken earlier would only wait for the GIL while the socket
+        thread finishes its turn (one more sleep and wake-up per call, measured)."""
+        while self._unsent:
+            unsent, self._unsent = self._unsent, {}
+            for urn, run in unsent.items():
+                try:
+                    self._actors[urn].tell(run)
+                except pykka.ActorDeadError:
+                    self._take_back(urn, run.request_id)
+                    self._lost(urn)
+            self._dispatch()
+
+    def _take_back(self, urn: str, request_id: int) -> None:
+        """Undo the dispatch of a call its actor never received: it waits again, first."""
+        del self._running[request_id]
+        run = self._runs.pop(request_id)
+        del self._busy[urn]
+        self.starting.discard(request_id)
+        self.waiting[request_id] = run
+        self.waiting.move_to_end(request_id, last=False)
 
     def finished(self, request_id: int, actor_urn: str) -> bool:
         """A call returned; True if its reply should be sent (False: it was cancelled)."""
@@ -102,6 +122,7 @@ class Pool:
             return False
         del self._busy[actor_urn]
         del self._running[request_id]
+        self.starting.discard(request_id)
         self._runs.pop(request_id, None)
         self._served.add(actor_urn)
         self._failed_starts = 0
@@ -117,10 +138,15 @@ class Pool:
         urn = self._running.pop(request_id, None)
         if urn is None:
             return
+        self.starting.discard(request_id)
         run = self._runs.pop(request_id, None)
         if run is not None:
             run.cancelled = True  # seen by the procedure thread: report() goes quiet
         del self._busy[urn]
+        if self._unsent.pop(urn, None) is not None:
+            self._idle.appendleft(urn)  # its actor never got the call: still idle
+            self._dispatch()
+            return
         self._retired[urn] = self._actors.pop(urn)
         logger.debug("call %d cancelled while running; retiring its actor", request_id)
         if not self.closed:
@@ -137,10 +163,14 @@ class Pool:
         it was running without answering (the caller must fail that call), if any."""
         self._retired.pop(actor_urn, None)
         unrun = list(unrun)
+        unsent = self._unsent.pop(actor_urn, None)
+        if unsent is not None:
+            unrun.append(unsent)  # never told: it goes back like the calls it never started
         orphan = self._busy.pop(actor_urn, None)
         if orphan is not None:
             self._running.pop(orphan, None)
             self._runs.pop(orphan, None)
+            self.starting.discard(orphan)
             if any(run.request_id == orphan for run in unrun):
                 orphan = None  # it was handed to the actor but never started
         for run in reversed(unrun):
@@ -222,4 +252,5 @@ class Pool:
         self._actors.clear()
         self._retired.clear()
         self._idle.clear()
+        self._unsent.clear()
         return refs
