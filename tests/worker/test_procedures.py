@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from pirate_actors import (
-    Client, ProcedureActor, ProtocolError, RemoteError, RemoteTraceback, UnknownProcedure,
+    Client, ProcedureActor, ProtocolError, RemoteError, RemoteTraceback, UnknownProcedure, Worker,
 )
 from pirate_actors._procedures import procedures_of
 from tests.conftest import Testing
@@ -72,6 +74,26 @@ def test_started_is_a_partial_even_when_the_procedure_returns_at_once(client: Cl
     for future in futures:
         assert future.result(timeout=10) == "pong"
         assert future.partials == ["started"]
+
+
+def test_started_reaches_the_caller_while_a_long_procedure_still_runs(gate) -> None:
+    # A procedure's Started does not wake the socket thread (a quick call's reply carries it),
+    # yet it goes out within milliseconds while the call runs on. Heartbeats of 30 s on both
+    # sides make sure no heartbeat is what carries it.
+    with Client("tcp://127.0.0.1:*", heartbeat=30.0, timeout=10.0) as client:
+        with Worker(Testing, client.endpoint, heartbeat=30.0):
+            client.wait_for_worker(timeout=10)
+            assert client.call("ping") == "pong"  # registration traffic is over
+            name, held = gate()
+            started = threading.Event()
+            future = client.submit("hold", name, "done")
+            future.add_partial_callback(lambda fut, msg: msg == "started" and started.set())
+            held.wait_entered()
+            assert started.wait(timeout=5), '"started" waited for something other than itself'
+            assert not future.done()
+            held.opened.set()
+            assert future.result(timeout=10) == "done"
+            assert future.partials == ["started"]
 
 
 def test_report_outside_a_call_raises() -> None:
