@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from bench import pirate
 from bench.procs import Agent, AgentError, free_endpoint
+from bench.floor import FloorClient, FloorServer
 from bench.raw import RawClient, RawServer
 from bench.stats import fmt_range, fmt_ratio, paired_ratios, summary, table
 from bench.sysinfo import (counters, cpu_seconds, machine_info, rss_bytes, thread_count,
@@ -49,10 +50,11 @@ FULL = Settings(rounds=7, window=1.0, stream_n=100_000, bind_samples=5, death_sa
 QUICK = Settings(rounds=3, window=0.4, stream_n=20_000, bind_samples=2, death_samples=1,
                  idle_seconds=3.0, rss_calls=20_000, rss_warmup=2_000)
 
-CONTENDERS = {"raw": "raw pyzmq", "pirate": "pirate_actors", "zerorpc": "zerorpc"}
+CONTENDERS = {"raw": "raw pyzmq", "floor": "four-thread floor", "pirate": "pirate_actors",
+              "zerorpc": "zerorpc"}
 SCENARIOS: list[tuple[str, str, list[str]]] = [
-    ("sync", "one call at a time (calls/s)", ["raw", "pirate", "zerorpc"]),
-    ("inflight", "100 calls in flight (calls/s)", ["raw", "pirate", "zerorpc"]),
+    ("sync", "one call at a time (calls/s)", ["raw", "floor", "pirate", "zerorpc"]),
+    ("inflight", "100 calls in flight (calls/s)", ["raw", "floor", "pirate", "zerorpc"]),
     ("stream", "one-way stream: raw msgs/s, pirate partials/s", ["raw", "pirate"]),
 ]
 
@@ -97,6 +99,10 @@ class Contender:
             self.server = Agent("raw-server", RawServer, endpoint)
             self.server.send("serve")
             self.client = Agent("raw-client", RawClient, endpoint)
+        elif name == "floor":
+            self.server = Agent("floor-server", FloorServer, endpoint, pool_size=settings.pool_size)
+            self.server.send("serve")
+            self.client = Agent("floor-client", FloorClient, endpoint)
         elif name == "zerorpc":
             self.server = Agent("zerorpc-server", ZerorpcServer, endpoint)
             self.server.send("serve")
@@ -263,6 +269,9 @@ def run_throughput(s: Settings, names: list[str], out: dict[str, Any]) -> None:
             if c != "zerorpc" and "zerorpc" in samples[scenario]:
                 rz = paired_ratios(vals, samples[scenario]["zerorpc"])
                 entry["ratio_to_zerorpc"] = {"samples": rz, "summary": summary(rz)}
+            if c == "pirate" and "floor" in samples[scenario]:
+                rf = paired_ratios(vals, samples[scenario]["floor"])
+                entry["ratio_to_floor"] = {"samples": rf, "summary": summary(rf)}
             per[c] = entry
         res[scenario] = {"title": title, "contenders": per}
     out["throughput"] = res
@@ -438,6 +447,12 @@ def render(out: dict[str, Any]) -> str:
     if rows:
         lines += ["## Throughput (median of the rounds; ratios paired round by round)", "",
                   table(["scenario", "contender", "median /s", "min–max", "÷ raw", "÷ zerorpc"], rows), ""]
+        floors = [f"{sc['title'].split(' (')[0]} {fmt_ratio(_get(sc, 'contenders', 'pirate', 'ratio_to_floor', 'summary'))}"
+                  for sc in out.get("throughput", {}).values()
+                  if _get(sc, "contenders", "pirate", "ratio_to_floor", "summary")]
+        if floors:
+            lines += ["The four-thread floor is raw pyzmq plus the thread hand-offs of pirate_actors' design "
+                      "and nothing else (`bench/floor.py`). pirate_actors ÷ floor: " + "; ".join(floors) + ".", ""]
     crow = []
     for scenario, sc in out.get("throughput", {}).items():
         first = True
@@ -521,8 +536,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     ap.add_argument("--rounds", type=int, help="rounds of windows (default 7, quick 3)")
     ap.add_argument("--window", type=float, help="seconds per throughput window (default 1, quick 0.4)")
-    ap.add_argument("--contenders", default="raw,pirate,zerorpc",
-                    help="comma-separated subset of raw,pirate,zerorpc")
+    ap.add_argument("--contenders", default="raw,floor,pirate,zerorpc",
+                    help="comma-separated subset of raw,floor,pirate,zerorpc")
     ap.add_argument("--no-probes", action="store_true", help="skip the pirate_actors probes")
     args = ap.parse_args(argv)
 
