@@ -101,7 +101,9 @@ class _Loop:
         self.cancels: dict[bytes, list[Entry]] = {}
         self.closing = False
         self._timer_at = float("inf")  # when _timers has work; only ever too early, never late
-        self._settled: list[tuple[CallFuture, Any, BaseException | None]] = []
+        self._settled: collections.deque[tuple[CallFuture, Any, BaseException | None]] = (
+            collections.deque()
+        )
 
     # -- the loop
 
@@ -375,9 +377,11 @@ class _Loop:
     def _settle(self) -> None:
         """Complete the finished calls' futures. Done last, just before the loop sleeps: a
         waiting caller wakes when this thread is about to let go of the GIL, not while it
-        still has work to do."""
-        settled, self._settled = self._settled, []
-        for future, result, exception in settled:
+        still has work to do. One at a time: if a done-callback raises a BaseException, the
+        futures after it stay here for ``fail_all``."""
+        settled = self._settled
+        while settled:
+            future, result, exception = settled.popleft()
             try:
                 if exception is None:
                     future.set_result(result)

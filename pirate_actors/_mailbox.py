@@ -18,6 +18,7 @@ __all__ = ["Mailbox", "drain", "send_frames"]
 
 MAX_BATCH = 256  # socket messages read per wake-up
 MAX_READ_SECONDS = 0.02  # per wake-up, so a flood of messages cannot delay heartbeats
+MAX_FRAMES = 3  # frames of one message kept: enough to tell a too-long message (malformed)
 
 # pyzmq's constants are enums, and every operation on one builds a new enum member (~1 µs);
 # the hot path uses their plain values.
@@ -68,9 +69,6 @@ class Mailbox(Generic[T]):
     def empty(self) -> bool:
         return not self._items
 
-    def __len__(self) -> int:
-        return len(self._items)
-
     def prepare_sleep(self) -> bool:
         """Mark the reader asleep; False (and not asleep) if items arrived meanwhile."""
         self._asleep = True
@@ -79,7 +77,7 @@ class Mailbox(Generic[T]):
             return False
         return True
 
-    def woken(self, signalled: bool = True) -> None:
+    def woken(self, signalled: bool) -> None:
         """After the poll: clear the sleep mark and, if the poll saw it, the wake-up signal."""
         self._asleep = False
         if signalled:
@@ -107,12 +105,15 @@ def drain(socket: zmq.Socket[Any], handle: Callable[[list[bytes]], object]) -> b
         if time.monotonic() > until:
             return False
         # recv_multipart, but each frame's "more" flag read from the frame itself rather than
-        # by a getsockopt(RCVMORE) per frame: ~40 % cheaper for a five-frame message.
+        # by a getsockopt(RCVMORE) per frame (~40 % cheaper). A message is one
+        # frame (two at a ROUTER): frames past MAX_FRAMES are read and dropped, not kept, so a
+        # peer cannot make the loop hold many frames of up to max_message_size each.
         frame = recv(_NOBLOCK, copy=False)
         frames = [frame.bytes]
         while frame.more:
             frame = recv(_NOBLOCK, copy=False)
-            frames.append(frame.bytes)
+            if len(frames) < MAX_FRAMES:
+                frames.append(frame.bytes)
         handle(frames)
     return False
 

@@ -1,8 +1,8 @@
 """``ProcedureActor``: the base class users subclass; its public methods are procedures.
 
 A procedure actor never touches a socket. It receives a :class:`Run` by ``tell`` from the
-worker's socket actor and answers with plain ``tell``\\ s: :class:`Started`, a :class:`Partial`
-per ``report()``, then :class:`Done`. When its loop ends for any reason it hands back the calls
+worker's socket actor and answers by putting messages into that actor's inbox: :class:`Started`
+(without waking it), a :class:`Partial` per ``report()``, then :class:`Done`. When its loop ends for any reason it hands back the calls
 still in its inbox and says :class:`Exited`, so the supervisor can replace it.
 """
 
@@ -28,7 +28,7 @@ __all__ = ["ProcedureActor", "procedures_of"]
 
 logger = logging.getLogger("pirate_actors.procedures")
 
-_OVERHEAD = 128  # frames around one reply: signature, command, entry header, MAC
+_OVERHEAD = 128  # bytes around one reply's body: signature, command, count, entry header, MAC
 
 
 @dataclass(slots=True)

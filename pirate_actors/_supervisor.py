@@ -40,7 +40,7 @@ class Pool:
         self._actors: dict[str, ActorRef[Any]] = {}
         self._idle: collections.deque[str] = collections.deque()
         self._running: dict[int, str] = {}  # request id -> actor urn
-        self.starting: set[int] = set()  # running calls whose Started has not been seen yet
+        self.starting: dict[int, float] = {}  # handed-over calls whose Started is unseen -> when
         self._unsent: dict[str, Run] = {}  # actor urn -> call dispatched to it, not yet told
         self._runs: dict[int, Run] = {}  # request id -> the running call
         self._busy: dict[str, int] = {}  # actor urn -> request id
@@ -86,7 +86,6 @@ class Pool:
             self._running[request_id] = urn
             self._runs[request_id] = run
             self._busy[urn] = request_id
-            self.starting.add(request_id)
             self._unsent[urn] = run
 
     def send(self) -> None:
@@ -94,13 +93,22 @@ class Pool:
         before it sleeps: an actor woken earlier would only wait for the GIL while the socket
         thread finishes its turn (one more sleep and wake-up per call, measured)."""
         while self._unsent:
-            unsent, self._unsent = self._unsent, {}
-            for urn, run in unsent.items():
+            unsent = list(self._unsent.items())
+            self._unsent = {}
+            now = self._clock()
+            for index, (urn, run) in enumerate(unsent):
                 try:
                     self._actors[urn].tell(run)
                 except pykka.ActorDeadError:
-                    self._take_back(urn, run.request_id)
+                    # This call and the later ones wait again, first and in order, so calls
+                    # still start in the order they arrived.
+                    for later_urn, later in reversed(unsent[index:]):
+                        self._take_back(later_urn, later.request_id)
+                        if later_urn != urn:
+                            self._idle.appendleft(later_urn)
                     self._lost(urn)
+                    break
+                self.starting[run.request_id] = now
             self._dispatch()
 
     def _take_back(self, urn: str, request_id: int) -> None:
@@ -108,7 +116,6 @@ class Pool:
         del self._running[request_id]
         run = self._runs.pop(request_id)
         del self._busy[urn]
-        self.starting.discard(request_id)
         self.waiting[request_id] = run
         self.waiting.move_to_end(request_id, last=False)
 
@@ -122,7 +129,7 @@ class Pool:
             return False
         del self._busy[actor_urn]
         del self._running[request_id]
-        self.starting.discard(request_id)
+        self.starting.pop(request_id, None)
         self._runs.pop(request_id, None)
         self._served.add(actor_urn)
         self._failed_starts = 0
@@ -138,7 +145,7 @@ class Pool:
         urn = self._running.pop(request_id, None)
         if urn is None:
             return
-        self.starting.discard(request_id)
+        self.starting.pop(request_id, None)
         run = self._runs.pop(request_id, None)
         if run is not None:
             run.cancelled = True  # seen by the procedure thread: report() goes quiet
@@ -170,7 +177,7 @@ class Pool:
         if orphan is not None:
             self._running.pop(orphan, None)
             self._runs.pop(orphan, None)
-            self.starting.discard(orphan)
+            self.starting.pop(orphan, None)
             if any(run.request_id == orphan for run in unrun):
                 orphan = None  # it was handed to the actor but never started
         for run in reversed(unrun):
@@ -243,6 +250,8 @@ class Pool:
         """Tell every actor to stop, without waiting (a running procedure cannot be
         interrupted); returns their refs so the caller can wait for them as long as it likes."""
         self.closed = True
+        for run in self._runs.values():
+            run.cancelled = True  # nobody will read their answers: report() goes quiet
         refs = [*self._actors.values(), *self._retired.values()]
         for ref in refs:
             try:

@@ -1,11 +1,12 @@
 """The worker: a socket actor that owns the DEALER socket and a supervised procedure pool.
 
 The socket actor is a Pykka actor with its own inbox type. When the inbox is empty, ``get()``
-hands the actor an *idle* message, and handling it means: send what is batched, then sleep in
-one ``zmq.Poller`` on the socket, the socket's monitor and the inbox's wake-up fd until any of
-them stirs or a heartbeat is due. Procedure actors therefore answer with a plain ``tell``, which
-wakes the poll at once; socket traffic and heartbeat deadlines become messages of this actor.
-Only this actor's thread touches the socket.
+hands the actor an *idle* message, and handling it runs the actor's own loop: send what is
+batched, sleep in one ``zmq.Poller`` on the socket, the socket's monitor and the inbox's wake-up
+fd until any of them stirs or a deadline is due, then read the socket, run due timers and take
+the procedure actors' answers straight from the inbox. A ``Partial`` or ``Done`` wakes the poll
+at once; a ``Started`` does not (see ``STARTED_DELAY``). The loop returns to Pykka when a message
+only Pykka handles (stop, ask, ``Exited``) is next. Only this actor's thread touches the socket.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ logger = logging.getLogger("pirate_actors.worker")
 _ENTRY_OVERHEAD = 13
 _FAIR_SHARE = 256  # inbox messages handled before the socket and timers get a turn
 STARTED_DELAY = 0.002
-"""Longest wait, in seconds, between a procedure starting and its "started" being sent."""
+"""Seconds after handing a call over before the socket thread first looks for its unannounced
+``Started``: the longest delay of a "started" whose procedure begins at once."""
 
 
 class _Idle:
@@ -275,7 +277,7 @@ class _SocketActor(pykka.ThreadingActor):
             self._done(message)
         elif kind is Started:
             if self.pool is not None and self.pool.holds(message.request_id):
-                self.pool.starting.discard(message.request_id)
+                self.pool.starting.pop(message.request_id, None)
                 self._started_unsent.add(message.request_id)
         elif kind is Partial:
             if self.pool is not None and self.pool.holds(message.request_id):
@@ -332,7 +334,10 @@ class _SocketActor(pykka.ThreadingActor):
 
     def _queue(self, command: Command, entry: Entry) -> None:
         size = len(entry.body) + _ENTRY_OVERHEAD
-        if self._out_size + size > self.config.max_message_size // 2:
+        limit = self.config.max_message_size
+        if self.protocol.client_max_message_size:
+            limit = min(limit, self.protocol.client_max_message_size)  # or its socket cuts us off
+        if self._out_size + size > limit // 2:
             self._flush()
         self._out[command].append(entry)
         self._out_size += size
@@ -381,9 +386,14 @@ class _SocketActor(pykka.ThreadingActor):
             pool.send()
             timeout = 0.0
             if mailbox.prepare_sleep():
-                timeout = max(0.0, min(self._timer_at, pool.next_spawn) - time.monotonic())
-                if pool.starting:  # a Started may sit unannounced in the inbox
-                    timeout = min(timeout, STARTED_DELAY)
+                now = time.monotonic()
+                timeout = max(0.0, min(self._timer_at, pool.next_spawn) - now)
+                if pool.starting:
+                    # A Started may sit unannounced in the inbox. Look after STARTED_DELAY, then
+                    # back off (each wait as long as the newest call has waited), so an actor
+                    # slow to begin does not keep this thread waking every few milliseconds.
+                    waited = now - max(pool.starting.values())
+                    timeout = min(timeout, max(STARTED_DELAY, waited))
             ready: dict[Any, int] = {}
             try:
                 ready = dict(self.poller.poll(math.ceil(timeout * 1000)))

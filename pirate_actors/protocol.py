@@ -54,7 +54,7 @@ _MAC_SIZE = 32
 
 
 class Command(enum.IntEnum):
-    """The command frame: one byte."""
+    """The command byte, right after the signature."""
 
     READY = 1
     REQUEST = 2

@@ -60,6 +60,11 @@ class Testing(ProcedureActor):
             self.report(i)
         return count
 
+    def blobs(self, count: int, size: int) -> int:
+        for _ in range(count):
+            self.report(b"b" * size)
+        return count
+
     def fail(self, message: str) -> None:
         raise ValueError(message)
 

@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -190,3 +191,28 @@ def test_submit_racing_close_either_raises_or_gives_a_future_that_ends() -> None
         assert refused.is_set()
         done, pending = concurrent.futures.wait(futures, timeout=10)
         assert not pending
+
+
+def test_a_done_callback_raising_system_exit_leaves_no_future_pending(
+    client: Client, start_worker
+) -> None:
+    # Futures are settled in a batch at the end of a loop turn; a callback that kills the
+    # client thread must not strand the futures after it in that batch. The calls wait for a
+    # worker, so the callback is in place before any answer can come, and they all go out
+    # (and mostly come back) in one message.
+    futures = [client.submit("ping") for _ in range(20)]
+
+    raised = threading.Event()
+
+    def die(future: Any) -> None:  # on whichever future completes first
+        if not raised.is_set():
+            raised.set()
+            raise SystemExit("a callback asked to exit")
+
+    for future in futures:
+        future.add_done_callback(die)
+    start_worker()
+    for future in futures:
+        concurrent.futures.wait([future], timeout=10)
+        assert future.done(), "a future was left pending"
+    assert raised.is_set()

@@ -68,9 +68,10 @@ def test_a_dispatched_call_reaches_its_actor_only_when_the_pool_sends(harness: A
     make, received, started = harness
     pool = make(1)
     pool.submit(run(1, pool._sink))
-    assert pool.running == 1 and 1 in pool.starting
+    assert pool.running == 1 and 1 not in pool.starting
     assert started[0].actor_inbox.empty()  # dispatched, not yet told
     pool.send()
+    assert 1 in pool.starting  # told: its Started is awaited
     answer = done(received)
     assert answer.request_id == 1 and answer.actor_urn == started[0].actor_urn
     assert pool.finished(1, answer.actor_urn)
@@ -103,7 +104,7 @@ def test_a_call_dispatched_to_an_actor_that_exited_goes_back_to_the_queue_not_fa
     assert 1 in pool.waiting and pool.running == 0
 
 
-def test_a_call_whose_actor_is_dead_when_the_pool_sends_waits_again_first(harness: Any) -> None:
+def test_a_call_whose_actor_is_dead_when_the_pool_sends_is_run_by_a_live_one(harness: Any) -> None:
     make, received, started = harness
     pool = make(2)
     pool.submit(run(1, pool._sink))  # to the first idle actor
@@ -111,10 +112,42 @@ def test_a_call_whose_actor_is_dead_when_the_pool_sends_waits_again_first(harnes
     first, second = started
     first.stop()
     pool.send()
-    assert list(pool.waiting) == [1]  # taken back to the head of the queue, not failed
-    answer = done(received)
-    assert (answer.request_id, answer.actor_urn) == (2, second.actor_urn)
-    assert pool.finished(2, second.actor_urn)
-    pool.send()
+    # Call 1 is taken back, not failed, and still starts first: on the live actor, while
+    # call 2 (taken back with it, to keep the order) waits at the head of the queue.
+    assert list(pool.waiting) == [2]
     answer = done(received)
     assert (answer.request_id, answer.actor_urn) == (1, second.actor_urn)
+    assert pool.finished(1, second.actor_urn)
+    pool.send()
+    answer = done(received)
+    assert (answer.request_id, answer.actor_urn) == (2, second.actor_urn)
+
+
+def test_calls_taken_back_from_dead_actors_still_start_in_arrival_order(harness: Any) -> None:
+    make, received, started = harness
+    pool = make(3)
+    for request_id in (1, 2, 3):
+        pool.submit(run(request_id, pool._sink))  # 1, 2, 3 to the first, second, third actor
+    first, second, third = started
+    first.stop()
+    second.stop()
+    pool.send()
+    assert list(pool.waiting) == [2, 3]  # 1 went to the live actor; 2 and 3 wait, in order
+    for request_id in (1, 2, 3):
+        answer = done(received)
+        assert (answer.request_id, answer.actor_urn) == (request_id, third.actor_urn)
+        assert pool.finished(request_id, third.actor_urn)
+        pool.send()
+
+
+def test_closing_the_pool_marks_running_calls_cancelled_so_their_reports_go_quiet(
+    harness: Any, gate: Any,
+) -> None:
+    make, received, started = harness
+    pool = make(1)
+    name, held = gate()
+    pool.submit(Run(1, _codec.dumps_call("until_cancelled", (name,), {}), pool._sink, 2**20))
+    pool.send()
+    held.wait_entered()
+    pool.close()
+    assert held.opened.wait(10), "the procedure never saw that nobody waits any more"

@@ -178,6 +178,19 @@ def test_a_partial_too_large_to_send_raises_protocol_error_in_the_procedure_and_
     assert client.call("big_report", 1000) == "reported"
 
 
+def test_batched_partials_are_split_to_fit_a_client_that_accepts_less_than_the_worker() -> None:
+    # A worker batches the partials it collects; with a client whose max_message_size is
+    # smaller than the worker's, each batch must fit the client's, or its socket cuts the
+    # worker off and every call on it is lost.
+    with Client("tcp://127.0.0.1:*", heartbeat=0.2, max_message_size=64 * 1024) as client:
+        with Worker(Testing, client.endpoint, heartbeat=0.2):
+            client.wait_for_worker(timeout=10)
+            future = client.submit("blobs", 200, 8000)
+            assert future.result(timeout=20) == 200
+            assert client.workers(), "the worker was cut off"
+        assert len(future.partials) == 201 and future.partials[1] == b"b" * 8000
+
+
 def test_an_exception_too_large_to_send_arrives_cut_down_as_remote_error(client: Client, start_worker) -> None:
     start_worker(max_message_size=64 * 1024)
     client.wait_for_worker()

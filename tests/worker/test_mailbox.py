@@ -1,0 +1,35 @@
+"""drain(): how the loops read a socket — whole messages, a bounded batch, and no more frames
+of one message kept than it takes to see that it is malformed."""
+
+from __future__ import annotations
+
+import pytest
+import zmq
+
+from pirate_actors._mailbox import MAX_FRAMES, drain
+
+pytestmark = pytest.mark.timeout(10)
+
+
+def test_a_message_of_many_frames_is_handed_on_cut_short_and_the_next_one_whole() -> None:
+    context = zmq.Context()
+    router = context.socket(zmq.ROUTER)
+    dealer = context.socket(zmq.DEALER)
+    try:
+        router.bind("tcp://127.0.0.1:*")
+        dealer.connect(router.getsockopt_string(zmq.LAST_ENDPOINT))
+        dealer.send_multipart([b"frame %d" % i for i in range(100)])
+        dealer.send(b"the next message")
+        assert router.poll(5000)
+        seen: list[list[bytes]] = []
+        while len(seen) < 2:
+            assert router.poll(5000)
+            drain(router, seen.append)
+        many, single = seen
+        assert len(many) == MAX_FRAMES == 3  # routing id and the first two frames, no more
+        assert many[1:] == [b"frame 0", b"frame 1"]
+        assert single[1:] == [b"the next message"]  # read from its own start, not mid-message
+    finally:
+        dealer.close(0)
+        router.close(0)
+        context.term()
