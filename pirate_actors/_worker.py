@@ -292,7 +292,7 @@ class _SocketActor(pykka.ThreadingActor):
         Pykka's loop for each; False when a message only Pykka can handle is next."""
         mailbox = self.inbox.mailbox
         for _ in range(_FAIR_SHARE):
-            if mailbox.empty():
+            if mailbox.empty() or self._finished:
                 return True
             envelope = mailbox.peek()
             if envelope.reply_to is not None or type(envelope.message) not in _ANSWERS:
@@ -380,9 +380,9 @@ class _SocketActor(pykka.ThreadingActor):
         assert pool is not None  # on_start made it
         self._timer_at = self._deadline()
         while True:
-            self._flush()
             if self.socket is None or self._finished:
-                return
+                return  # (_finish sent the last batch, then the final DISCONNECT)
+            self._flush()
             pool.send()
             timeout = 0.0
             if mailbox.prepare_sleep():
