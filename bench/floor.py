@@ -64,7 +64,7 @@ class FloorServer:
                 os.read(wake, 8)
                 while replies:
                     sock.send(replies.popleft(), zmq.NOBLOCK)
-            while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:  # type: ignore[arg-type]
                 calls.put(sock.recv(zmq.NOBLOCK))
 
 
@@ -95,7 +95,7 @@ class FloorClient:
                 os.read(wake, 8)
                 while requests:
                     sock.send_multipart([peer, requests.popleft()], zmq.NOBLOCK)
-            while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:  # type: ignore[arg-type]
                 replies.put(sock.recv_multipart(zmq.NOBLOCK)[1])
 
     def _submit(self, message: bytes) -> None:
