@@ -651,7 +651,21 @@ class Worker:
         for actor in self._config.stopping_actors:
             # Idle actors stop at once; one stuck in a procedure is a daemon thread left behind.
             actor.actor_stopped.wait(max(0.0, grace - time.monotonic()))
-        self._context.term()
+        self._end_context()
+
+    def _end_context(self, patience: float = 2.0) -> None:
+        """Terminate the ZeroMQ context, waiting at most ``patience`` seconds. libzmq resolves
+        the client's host name in its I/O thread, and a lookup of a name that stopped resolving
+        (a client container that went away) can hang for many seconds, and ``term()`` with it:
+        a worker must still stop when asked."""
+        ender = threading.Thread(target=self._context.term, name="pirate-worker-term", daemon=True)
+        ender.start()
+        ender.join(patience)
+        if ender.is_alive():
+            logger.warning(
+                "worker %s stopped; ZeroMQ is still busy (resolving %s?) and is left to the "
+                "process's exit", self.name, self._config.connect,
+            )
 
     def join(self, timeout: float | None = None) -> bool:
         """Block until the worker has stopped; False on timeout."""

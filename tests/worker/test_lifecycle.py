@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+import zmq
 
 from pirate_actors import Client, Worker
 from tests.conftest import Testing, wait_until
@@ -27,6 +28,22 @@ def test_a_stopped_worker_leaves_no_thread_behind(client: Client) -> None:
         assert client.call("ping") == "pong"
         assert len(set(threading.enumerate()) - before) >= 5  # socket actor + pool
     wait_until(lambda: not [t for t in set(threading.enumerate()) - before if t.is_alive()])
+
+
+def test_stop_returns_even_when_zeromq_cannot_end_its_context(client: Client) -> None:
+    # libzmq resolves the client's host name in its I/O thread; when that name stops resolving
+    # (a client container gone), a lookup can hang and term() with it. Stand-in here: a socket
+    # left open on the worker's context, which term() waits for forever.
+    worker = Worker(Testing, client.endpoint, heartbeat=0.2).start()
+    straggler = worker._context.socket(zmq.PAIR)
+    try:
+        stopper = threading.Thread(target=worker.stop, daemon=True)
+        stopper.start()
+        stopper.join(10)
+        assert not stopper.is_alive(), "stop() waited for the ZeroMQ context"
+        assert not worker.running
+    finally:
+        straggler.close(0)  # lets the left-behind term() finish
 
 
 def test_join_blocks_until_the_worker_has_stopped(client: Client) -> None:
