@@ -51,7 +51,7 @@ class Pool:
         self._served: set[str] = set()  # actors that finished at least one call
         self._failed_starts = 0  # consecutive actors that died before serving anything
         self._pending_spawns: list[float] = []  # when to start delayed replacements
-        self.next_spawn = float("inf")  # the earliest of them (read on every loop turn)
+        self.next_spawn = float("inf")  # when the earliest of them is due (inf if none)
         for _ in range(size):
             self._spawn()
 
@@ -211,10 +211,6 @@ class Pool:
         logger.error("%s; replacing it in %.2f s", why, delay)
         self._pending_spawns.append(self._clock() + delay)
         self.next_spawn = min(self._pending_spawns)
-
-    def next_deadline(self) -> float:
-        """When a delayed replacement is due (inf if none)."""
-        return self.next_spawn
 
     def tick(self, now: float) -> None:
         """Start the delayed replacements that are due."""

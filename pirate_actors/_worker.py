@@ -411,10 +411,10 @@ class _SocketActor(pykka.ThreadingActor):
                 return
 
     def _deadline(self) -> float:
-        """The next time :meth:`_timers` has work (heartbeats, liveness, respawns, stop)."""
+        """The next time :meth:`_timers` has heartbeats, liveness or the stop to see to. (The
+        pool's delayed respawns are read live from ``pool.next_spawn``: the pool schedules them
+        in the middle of a turn, so a copy here could be stale.)"""
         deadline = self.protocol.next_deadline()
-        if self.pool is not None:
-            deadline = min(deadline, self.pool.next_deadline())
         if self._stop_deadline is not None:
             deadline = min(deadline, self._stop_deadline)
         if self._lost_at is not None:
