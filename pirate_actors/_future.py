@@ -21,9 +21,13 @@ class CallFuture(concurrent.futures.Future):  # type: ignore[type-arg]
     reply is dropped. ``worker`` is the id of the worker serving the call (None while queued).
     """
 
-    def __init__(self, procedure: str, on_cancel: Callable[[CallFuture], None] | None = None) -> None:
+    def __init__(
+        self, procedure: str, on_cancel: Callable[[CallFuture], None] | None = None,
+        request_id: int = 0,
+    ) -> None:
         super().__init__()
         self.procedure = procedure
+        self.request_id = request_id
         self.partials: list[Any] = []
         self.worker: str | None = None
         self._partial_callbacks: list[PartialCallback] = []
@@ -59,6 +63,9 @@ class CallFuture(concurrent.futures.Future):  # type: ignore[type-arg]
         """Cancel the call, queued or running; False only if it already finished."""
         if not super().cancel():
             return False
+        # Future.cancel() wakes result() but not wait()/as_completed(): their waiters hear of
+        # a cancel only here (executors call it when they would have run the call).
+        self.set_running_or_notify_cancel()
         if self._on_cancel is not None:
             self._on_cancel(self)
         return True

@@ -28,9 +28,6 @@ __all__ = ["ProcedureActor", "procedures_of"]
 
 logger = logging.getLogger("pirate_actors.procedures")
 
-_OVERHEAD = 128  # bytes around one reply's body: signature, command, count, entry header, MAC
-
-
 @dataclass(slots=True)
 class Run:
     """Socket actor → procedure actor: run this call and tell ``sink`` how it goes.
@@ -42,7 +39,8 @@ class Run:
     request_id: int
     body: bytes
     sink: ActorRef[Any]
-    max_size: int
+    max_body: int
+    """The largest answer body both ends accept (the protocol's size budget, computed there)."""
     cancelled: bool = False
 
 
@@ -137,9 +135,10 @@ class ProcedureActor(pykka.ThreadingActor):
         if current.cancelled:
             return  # nobody listens any more
         body = _codec.dumps(message)
-        if len(body) > current.max_size - _OVERHEAD:
+        if len(body) > current.max_body:
             raise ProtocolError(
-                f"partial message of {len(body)} bytes exceeds max_message_size ({current.max_size})"
+                f"partial message of {len(body)} bytes exceeds max_message_size "
+                f"(at most {current.max_body} bytes fit)"
             )
         _tell(current.sink, Partial(current.request_id, body))
 
@@ -179,11 +178,11 @@ class ProcedureActor(pykka.ThreadingActor):
         fatal = False
         try:
             result = getattr(self, procedure)(*args, **kwargs)
-            command, body = self.__dump_result(result, run.max_size)
+            command, body = self.__dump_result(result, run.max_body)
         except Exception as exc:  # noqa: BLE001 - the caller gets it
-            command, body = Command.ERROR, _codec.dump_exception(exc, run.max_size - _OVERHEAD)
+            command, body = Command.ERROR, _codec.dump_exception(exc, run.max_body)
         except BaseException as exc:  # noqa: BLE001 - SystemExit & co: reply, then be replaced
-            command, body = Command.ERROR, _codec.dump_exception(exc, run.max_size - _OVERHEAD)
+            command, body = Command.ERROR, _codec.dump_exception(exc, run.max_body)
             fatal = True
         finally:
             self.__current = None
@@ -193,7 +192,7 @@ class ProcedureActor(pykka.ThreadingActor):
             self.stop()
 
     @staticmethod
-    def __dump_result(result: Any, max_size: int) -> tuple[Command, bytes]:
+    def __dump_result(result: Any, max_body: int) -> tuple[Command, bytes]:
         """REPLY with the pickled result, or ERROR if it cannot be pickled or is too large."""
         try:
             body = _codec.dumps(result)
@@ -201,10 +200,11 @@ class ProcedureActor(pykka.ThreadingActor):
             return Command.ERROR, _codec.dump_error(
                 ErrorKind.PROTOCOL, "ProtocolError", f"cannot pickle the result: {exc!r}"
             )
-        if len(body) > max_size - _OVERHEAD:
+        if len(body) > max_body:
             return Command.ERROR, _codec.dump_error(
                 ErrorKind.PROTOCOL, "ProtocolError",
-                f"result of {len(body)} bytes exceeds max_message_size ({max_size})",
+                f"result of {len(body)} bytes exceeds max_message_size "
+                f"(at most {max_body} bytes fit)",
             )
         return Command.REPLY, body
 

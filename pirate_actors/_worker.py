@@ -1,19 +1,18 @@
 """The worker: a socket actor that owns the DEALER socket and a supervised procedure pool.
 
-The socket actor is a Pykka actor with its own inbox type. When the inbox is empty, ``get()``
-hands the actor an *idle* message, and handling it runs the actor's own loop: send what is
-batched, sleep in one ``zmq.Poller`` on the socket, the socket's monitor and the inbox's wake-up
-fd until any of them stirs or a deadline is due, then read the socket, run due timers and take
-the procedure actors' answers straight from the inbox. A ``Partial`` or ``Done`` wakes the poll
-at once; a ``Started`` does not (see ``STARTED_DELAY``). The loop returns to Pykka when a message
-only Pykka handles (stop, ask, ``Exited``) is next. Only this actor's thread touches the socket.
+The socket actor is a Pykka actor whose inbox is the socket loop's mailbox. When the inbox is
+empty, ``get()`` hands the actor an *idle* message, and handling it runs :class:`SocketLoop`:
+send what is batched, hand calls to procedure actors, sleep in one poll on the socket, its
+monitor and the inbox's wake-up fd, read, run timers, and take the procedure actors' answers
+straight from the inbox, until a message only Pykka handles (stop, ask, ``Exited``) is next.
+The actor is a thin adapter: :class:`WorkerEngine` decides everything about calls, the
+:class:`Pool` keeps the actors. Only this actor's thread touches the socket.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
-import math
 import os
 import socket as _socket
 import threading
@@ -27,33 +26,18 @@ import pykka
 import zmq
 from pykka._envelope import Envelope
 
-from . import _codec
-from ._codec import ErrorKind
-from ._mailbox import Mailbox, drain, send_frames
-from ._procedures import Done, Exited, Partial, ProcedureActor, Run, Started, procedures_of
+from ._loop import SocketLoop
+from ._mailbox import Mailbox, send_frames
+from ._procedures import Done, Exited, Partial, ProcedureActor, Started, procedures_of
 from ._security import check_endpoint, resolve_key
 from ._supervisor import Pool
-from .protocol import (
-    DEFAULT_MAX_MESSAGE_SIZE,
-    BadCalls,
-    CallsReceived,
-    ClientLost,
-    ClientRegistered,
-    Command,
-    Entry,
-    Event,
-    STARTED,
-    FrameCodec,
-    check_settings,
-    Ready,
-    WorkerProtocol,
-)
+from ._worker_engine import CallState, WorkerEngine
+from .protocol import DEFAULT_MAX_MESSAGE_SIZE, FrameCodec, Ready, WorkerProtocol, check_settings
 
 __all__ = ["Worker"]
 
 logger = logging.getLogger("pirate_actors.worker")
 
-_ENTRY_OVERHEAD = 13
 _FAIR_SHARE = 256  # inbox messages handled before the socket and timers get a turn
 STARTED_DELAY = 0.002
 """Seconds after handing a call over before the socket thread first looks for its unannounced
@@ -61,11 +45,12 @@ STARTED_DELAY = 0.002
 
 
 class _Idle:
-    """The message an empty inbox yields: flush, then wait on the socket and the inbox."""
+    """The message an empty inbox yields: run the socket loop."""
 
 
 _IDLE = Envelope(_Idle())
 _ANSWERS = frozenset({Done, Started, Partial})
+_HANDED = CallState.HANDED
 
 
 class _SocketInbox:
@@ -80,7 +65,7 @@ class _SocketInbox:
 
     def put_quietly(self, envelope: Envelope[Any], /) -> None:
         """For ``Started``: the socket actor looks within ``STARTED_DELAY`` anyway (see
-        ``_idle``), and a quick call's ``Done`` usually wakes it first, so "started" rides
+        ``wake_at``), and a quick call's ``Done`` usually wakes it first, so "started" rides
         with the reply and the call costs the socket thread one wake-up instead of two."""
         self.mailbox.put_quietly(envelope)
 
@@ -131,7 +116,7 @@ class _GetStats:
 
 
 class _SocketActor(pykka.ThreadingActor):
-    """Owns the DEALER socket; forwards calls to the pool and streams answers back."""
+    """Owns the DEALER socket; drives the worker engine and the pool (the loop's driver)."""
 
     use_daemon_thread = True
 
@@ -144,24 +129,19 @@ class _SocketActor(pykka.ThreadingActor):
         self.config = config
         self.inbox: _SocketInbox = self.actor_inbox  # type: ignore[assignment]
         procedures = tuple(sorted(procedures_of(config.actor_class)))
-        self.protocol = WorkerProtocol(
+        session = WorkerProtocol(
             FrameCodec(config.key, config.max_message_size),
             Ready(config.name, config.capacity, config.heartbeat, config.liveness, procedures,
                   max_message_size=config.max_message_size),
             time.monotonic(),
         )
-        self.pool: Pool | None = None
+        self.engine = WorkerEngine(session, self.actor_ref, config.heartbeat * config.liveness)
+        self.pool = Pool(self._start_procedure_actor, config.pool_size, self.actor_ref,
+                         self.engine.actor_ready)
+        self.loop = SocketLoop(self.inbox.mailbox, self)
         self.socket: zmq.Socket[bytes] | None = None
         self.monitor: zmq.Socket[bytes] | None = None
-        self.poller = zmq.Poller()
-        self._started_unsent: set[int] = set()
-        self._out: dict[Command, list[Entry]] = {Command.PARTIAL: [], Command.REPLY: [], Command.ERROR: []}
-        self._out_size = 0
-        self._stop_deadline: float | None = None
-        self._lost_at: float | None = None  # when the client left, if no one replaced it yet
-        self._connected = False  # a live connection to the endpoint (from the socket monitor)
-        self._finished = False
-        self._timer_at = 0.0  # when _timers has work; only ever too early, never late
+        self._stopping = False
 
     # -- life cycle
 
@@ -169,11 +149,10 @@ class _SocketActor(pykka.ThreadingActor):
         config = self.config
         try:
             self._open_socket()
-            self.poller.register(self.inbox.mailbox.fd, zmq.POLLIN)
-            self.pool = Pool(self._start_procedure_actor, config.pool_size, self.actor_ref)
+            self.pool.fill()
             logger.info(
                 "worker %s serving %s from %s, connecting to %s",
-                config.name, ", ".join(self.protocol.ready.procedures) or "(nothing)",
+                config.name, ", ".join(self.engine.session.ready.procedures) or "(nothing)",
                 config.actor_class.__qualname__, config.connect,
             )
         except BaseException:
@@ -181,10 +160,6 @@ class _SocketActor(pykka.ThreadingActor):
             raise
         finally:
             config.started.set()
-
-    @property
-    def _patience(self) -> float:
-        return self.config.heartbeat * self.config.liveness
 
     def _open_socket(self) -> None:
         """Create and connect the DEALER socket and its monitor (in this actor's thread)."""
@@ -203,18 +178,17 @@ class _SocketActor(pykka.ThreadingActor):
         self.monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
         sock.connect(config.connect)
         self.socket = sock
-        self.poller.register(sock, zmq.POLLIN)
-        self.poller.register(self.monitor, zmq.POLLIN)
+        self.loop.set_socket(sock)
+        self.loop.watch(self.monitor, self._on_monitor)
 
     def _close_socket(self, linger: int | None = None) -> None:
-        self._connected = False
         if self.socket is not None:
-            self.poller.unregister(self.socket)
+            self.loop.set_socket(None)
             self.socket.disable_monitor()
             self.socket.close(linger)
             self.socket = None
         if self.monitor is not None:
-            self.poller.unregister(self.monitor)
+            self.loop.unwatch(self.monitor)
             self.monitor.close(linger=0)
             self.monitor = None
 
@@ -223,7 +197,9 @@ class _SocketActor(pykka.ThreadingActor):
 
         libzmq does not reconnect a session it ended for a protocol error (e.g. a message
         beyond MAXMSGSIZE), so waiting on the old socket could wait forever."""
+        self.engine.reconnect_wanted = False
         self._close_socket(linger=0)
+        self.engine.connection(False, time.monotonic())
         self._open_socket()
 
     def _start_procedure_actor(self) -> pykka.ActorRef[Any]:
@@ -236,63 +212,139 @@ class _SocketActor(pykka.ThreadingActor):
         self._shutdown()
 
     def _shutdown(self) -> None:
-        if self.pool is not None:
-            self.config.stopping_actors.extend(self.pool.close())
-        if self.socket is not None and not self._finished:
-            self._send(self.protocol.disconnect(time.monotonic(), final=True))
+        engine = self.engine
+        engine.close()
+        self.config.stopping_actors.extend(self.pool.close())
+        if self.socket is not None and not engine.finished:
+            engine.out.extend(engine.session.close(time.monotonic()))
+            self._send_out()
         self._close_socket()
         self.inbox.mailbox.close()
         self.config.stopped.set()
 
-    # -- messages
+    # -- messages Pykka hands us
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, _Idle):
-            self._idle()
+            self.loop.run()
         elif self._answer(message):
             pass
         elif isinstance(message, Exited):
-            self._exited(message)
+            self.engine.actor_exited(message.actor_urn, message.unrun)
+            self.pool.exited(message.actor_urn)
         elif isinstance(message, _BeginStop):
-            self._begin_stop(message.timeout)
+            self.engine.leave(time.monotonic(), message.timeout)
         elif isinstance(message, _GetStats):
-            stats = self.protocol.stats
-            assert self.pool is not None
-            return {
-                "malformed": stats.malformed,
-                "unauthenticated": stats.unauthenticated,
-                "received": stats.received,
-                "sent": stats.sent,
-                "registered": self.protocol.registered,
-                "live_actors": self.pool.live_actors(),
-                "replacements": self.pool.replacements,
-                "held": len(self.pool),
-            }
+            return self._stats()
         return None
 
+    def _stats(self) -> dict[str, Any]:
+        engine, stats = self.engine, self.engine.session.stats
+        return {
+            "malformed": stats.malformed,
+            "unauthenticated": stats.unauthenticated,
+            "received": stats.received,
+            "sent": stats.sent,
+            "registered": engine.session.registered,
+            "live_actors": self.pool.live_actors(),
+            "replacements": self.pool.replacements,
+            "held": len(engine.calls),
+            "queued": engine.waiting,
+            "in_flight": engine.running,
+        }
+
     def _answer(self, message: Any) -> bool:
-        """Handle a procedure actor's Done, Started or Partial; False for anything else."""
+        """Hand a procedure actor's Done, Started or Partial to the engine; False for anything
+        else."""
         kind = type(message)
         if kind is Done:
-            self._done(message)
+            if self.engine.done(message.request_id, message.actor_urn, message.command,
+                                message.body, time.monotonic()):
+                self.pool.served(message.actor_urn)
         elif kind is Started:
-            if self.pool is not None and self.pool.holds(message.request_id):
-                self.pool.starting.pop(message.request_id, None)
-                self._started_unsent.add(message.request_id)
+            self.engine.started(message.request_id)
         elif kind is Partial:
-            if self.pool is not None and self.pool.holds(message.request_id):
-                self._flush_started(message.request_id)
-                self._queue(Command.PARTIAL, Entry(message.request_id, 0, message.body))
+            self.engine.partial(message.request_id, message.body)
         else:
             return False
         return True
 
-    def _take_answers(self) -> bool:
-        """Handle the answers waiting in the inbox (a bounded batch) without a trip through
+    # -- the loop's driver interface
+
+    def flush(self) -> None:
+        """Send what the engine batched, then hand over the calls it dispatched (last: an actor
+        woken earlier would only wait for the GIL while this thread finishes its turn)."""
+        engine = self.engine
+        engine.flush(time.monotonic())
+        if engine.out:
+            self._send_out()
+        if engine.to_retire:
+            retire, engine.to_retire = engine.to_retire, []
+            for urn in retire:
+                self.pool.retire(urn)
+        while engine.to_tell:
+            self._tell()
+        if engine.reconnect_wanted:
+            self._reconnect()
+        if engine.finished and not self._stopping:
+            self._stopping = True
+            self.stop()
+
+    def _tell(self) -> None:
+        engine, pool = self.engine, self.pool
+        calls, engine.to_tell = engine.to_tell, []
+        now = time.monotonic()
+        for index, call in enumerate(calls):
+            if call.state is not _HANDED:
+                continue  # cancelled meanwhile
+            assert call.actor is not None
+            if not pool.tell(call.actor, call.run):
+                dead = call.actor
+                engine.tell_failed(calls[index:], dead)
+                pool.exited(dead)
+                return
+            engine.told(call, now)
+
+    def _send_out(self) -> None:
+        out, self.engine.out = self.engine.out, []
+        socket = self.socket
+        if socket is None:
+            return
+        for frames in out:
+            try:
+                send_frames(socket, frames)
+            except zmq.Again:
+                logger.debug("no connection to the client; a message was dropped")
+
+    def wake_at(self) -> float:
+        wake = min(self.engine.deadline, self.pool.next_spawn)
+        told = self.engine.awaiting_start_since()
+        if told is not None:
+            # A Started may sit unannounced in the inbox. Look after STARTED_DELAY, then back
+            # off (each wait as long as the newest call has waited), so an actor slow to begin
+            # does not keep this thread waking every few milliseconds.
+            now = time.monotonic()
+            wake = min(wake, now + max(STARTED_DELAY, now - told))
+        return wake
+
+    def on_frames(self, frames: list[bytes]) -> None:
+        self.engine.receive(frames, time.monotonic())
+
+    def on_wake(self, now: float, drained: bool) -> None:
+        if now >= self.pool.next_spawn:
+            self.pool.tick(now)
+        if not drained or now >= self.engine.deadline:
+            self.engine.tick(now, drained)
+
+    def on_inbox(self) -> bool:
+        """Take the answers waiting in the inbox (a bounded batch) without a trip through
         Pykka's loop for each; False when a message only Pykka can handle is next."""
         mailbox = self.inbox.mailbox
         for _ in range(_FAIR_SHARE):
-            if mailbox.empty() or self._finished:
+            if self.engine.finished:
+                self.flush()
+                return False
+            if mailbox.empty():
                 return True
             envelope = mailbox.peek()
             if envelope.reply_to is not None or type(envelope.message) not in _ANSWERS:
@@ -300,143 +352,6 @@ class _SocketActor(pykka.ThreadingActor):
             mailbox.get_nowait()
             self._answer(envelope.message)
         return True
-
-    def _done(self, done: Done) -> None:
-        assert self.pool is not None
-        if not self.pool.finished(done.request_id, done.actor_urn):
-            self._started_unsent.discard(done.request_id)
-            return
-        flags = 0
-        if done.request_id in self._started_unsent:
-            self._started_unsent.discard(done.request_id)
-            flags = STARTED  # "started" rides with the reply
-        self._queue(done.command, Entry(done.request_id, flags, done.body))
-        self._check_stop()
-
-    def _exited(self, exited: Exited) -> None:
-        assert self.pool is not None
-        orphan = self.pool.exited(exited.actor_urn, exited.unrun)
-        if orphan is not None:
-            self._flush_started(orphan)
-            body = _codec.dump_error(ErrorKind.RAISED, "ActorDeadError", "the procedure's actor died")
-            self._queue(Command.ERROR, Entry(orphan, 0, body))
-        if self.protocol.leaving:
-            for request_id in self.pool.take_waiting():
-                self._not_run(request_id)
-        self._check_stop()
-
-    # -- outgoing batches
-
-    def _flush_started(self, request_id: int) -> None:
-        if request_id in self._started_unsent:
-            self._started_unsent.discard(request_id)
-            self._queue(Command.PARTIAL, Entry(request_id, STARTED))
-
-    def _queue(self, command: Command, entry: Entry) -> None:
-        size = len(entry.body) + _ENTRY_OVERHEAD
-        limit = self.config.max_message_size
-        if self.protocol.client_max_message_size:
-            limit = min(limit, self.protocol.client_max_message_size)  # or its socket cuts us off
-        if self._out_size + size > limit // 2:
-            self._flush()
-        self._out[command].append(entry)
-        self._out_size += size
-
-    def _not_run(self, request_id: int) -> None:
-        body = _codec.dump_error(ErrorKind.NOT_RUN, "NotRun", "the worker is leaving; not run")
-        self._queue(Command.ERROR, Entry(request_id, 0, body))
-
-    def _flush(self) -> None:
-        """Send what is batched: every partial first, then replies, then errors, so each call's
-        partials precede its final answer."""
-        for request_id in self._started_unsent:
-            self._out[Command.PARTIAL].append(Entry(request_id, STARTED))
-        self._started_unsent.clear()
-        if not self._out_size and not any(self._out.values()):
-            return
-        now = time.monotonic()
-        for command, entries in self._out.items():
-            if entries:
-                if self.protocol.registered or self.protocol.leaving:
-                    self._send(self.protocol.calls(command, entries, now))
-                self._out[command] = []
-        self._out_size = 0
-
-    def _send(self, frames: Sequence[bytes]) -> None:
-        if self.socket is None:
-            return
-        try:
-            send_frames(self.socket, frames)
-        except zmq.Again:
-            logger.debug("no connection to the client; a message was dropped")
-
-    # -- the poll
-
-    def _idle(self) -> None:
-        """Serve until a message only Pykka handles (stop, ask, ...) is next in the inbox:
-        send what is batched, sleep in the poll, read the socket, run the timers, and take
-        the procedure actors' answers straight from the inbox."""
-        mailbox, pool = self.inbox.mailbox, self.pool
-        assert pool is not None  # on_start made it
-        self._timer_at = self._deadline()
-        while True:
-            if self.socket is None or self._finished:
-                return  # (_finish sent the last batch, then the final DISCONNECT)
-            self._flush()
-            pool.send()
-            timeout = 0.0
-            if mailbox.prepare_sleep():
-                now = time.monotonic()
-                timeout = max(0.0, min(self._timer_at, pool.next_spawn) - now)
-                if pool.starting:
-                    # A Started may sit unannounced in the inbox. Look after STARTED_DELAY, then
-                    # back off (each wait as long as the newest call has waited), so an actor
-                    # slow to begin does not keep this thread waking every few milliseconds.
-                    waited = now - max(pool.starting.values())
-                    timeout = min(timeout, max(STARTED_DELAY, waited))
-            ready: dict[Any, int] = {}
-            try:
-                ready = dict(self.poller.poll(math.ceil(timeout * 1000)))
-            finally:
-                mailbox.woken(mailbox.fd in ready)
-            if self.monitor in ready:
-                self._on_monitor()
-                self._timer_at = self._deadline()
-            drained = self.socket not in ready or self._on_socket()
-            now = time.monotonic()
-            if not drained or now >= self._timer_at or now >= pool.next_spawn:
-                self._timers(now, drained)
-                self._timer_at = self._deadline()
-            if self._finished or not self._take_answers():
-                return
-
-    def _deadline(self) -> float:
-        """The next time :meth:`_timers` has heartbeats, liveness or the stop to see to. (The
-        pool's delayed respawns are read live from ``pool.next_spawn``: the pool schedules them
-        in the middle of a turn, so a copy here could be stale.)"""
-        deadline = self.protocol.next_deadline()
-        if self._stop_deadline is not None:
-            deadline = min(deadline, self._stop_deadline)
-        if self._lost_at is not None:
-            deadline = min(deadline, self._lost_at + self._patience)
-        return deadline
-
-    def _timers(self, now: float, drained: bool) -> None:
-        if self.pool is not None:
-            self.pool.tick(now)
-        if self._lost_at is not None and now >= self._lost_at + self._patience:
-            # No client came back on this socket; libzmq may have given up on the session
-            # (it does after a protocol error), so start over with a fresh one.
-            self._lost_at = now
-            self._reconnect()
-        events, frames = self.protocol.tick(now, expire=drained)  # judge only a read backlog
-        self._handle(events)
-        if self._connected or self.protocol.registered:
-            # (a READY while unconnected would only queue up; the handshake sends a fresh one)
-            for message in frames:
-                self._send(message)
-        if self._stop_deadline is not None and now >= self._stop_deadline:
-            self._finish()
 
     def _on_monitor(self) -> None:
         assert self.monitor is not None
@@ -447,114 +362,10 @@ class _SocketActor(pykka.ThreadingActor):
                 return
             event = int.from_bytes(frames[0][:2], "little")
             if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                self._connected = True
-            elif event == zmq.EVENT_DISCONNECTED:
-                self._connected = False
-            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED and not self.protocol.leaving:
-                now = time.monotonic()
-                self._handle(self.protocol.connected(now))
-                self._send(self.protocol.ready_frames(now))
+                self.engine.connection(True, time.monotonic())
             elif event == zmq.EVENT_DISCONNECTED:
                 # The client closed or died: no need to wait for its silence.
-                self._handle(self.protocol.disconnected())
-
-    def _on_socket(self) -> bool:
-        """Handle waiting messages (a bounded batch); True once the socket is drained."""
-        assert self.socket is not None
-        return drain(self.socket, self._on_message)
-
-    def _on_message(self, frames: list[bytes]) -> None:
-        events = self.protocol.receive(frames, time.monotonic())
-        self._handle(events)
-        if len(events) != 1 or type(events[0]) is not CallsReceived:
-            # A heartbeat or a goodbye may bring a deadline forward; calls never do.
-            self._timer_at = self._deadline()
-
-    def _handle(self, events: list[Event]) -> None:
-        assert self.pool is not None
-        for event in events:
-            if isinstance(event, CallsReceived):
-                if event.command is Command.REQUEST:
-                    for entry in event.entries:
-                        self._request(entry)
-                else:
-                    for entry in event.entries:
-                        self.pool.cancel(entry.request_id)
-                        self._started_unsent.discard(entry.request_id)
-                    self._check_stop()
-            elif isinstance(event, BadCalls):
-                if event.command is Command.REQUEST:
-                    body = _codec.dump_error(ErrorKind.PROTOCOL, "ProtocolError", event.reason)
-                    for request_id in event.request_ids:
-                        self._queue(Command.ERROR, Entry(request_id, 0, body))
-            elif isinstance(event, ClientRegistered):
-                self._lost_at = None
-                logger.info(
-                    "worker %s registered with %s (client heartbeat %.3g s x %d)",
-                    self.config.name, self.config.connect, event.heartbeat, event.liveness,
-                )
-            elif isinstance(event, ClientLost):
-                logger.log(
-                    logging.WARNING if event.silent else logging.INFO,
-                    "worker %s lost its client: %s; waiting for one", self.config.name, event.reason,
-                )
-                self._abandon_calls()
-                self._check_stop()
-                if event.silent:
-                    self._reconnect()
-                else:
-                    self._lost_at = time.monotonic()
-
-    def _request(self, entry: Entry) -> None:
-        assert self.pool is not None
-        if self.protocol.leaving or self.pool.closed or not self.protocol.registered:
-            # (not registered: sent before the client learnt we had given its calls up)
-            self._not_run(entry.request_id)
-        elif self.pool.holds(entry.request_id):
-            logger.warning("duplicate request id %d dropped", entry.request_id)
-        else:
-            # Results must fit what both ends accept, or the client's socket would cut us off.
-            max_size = self.config.max_message_size
-            if self.protocol.client_max_message_size:
-                max_size = min(max_size, self.protocol.client_max_message_size)
-            self.pool.submit(Run(entry.request_id, entry.body, self.actor_ref, max_size))
-
-    def _abandon_calls(self) -> None:
-        """The client that sent our calls is gone: nobody waits for their answers."""
-        assert self.pool is not None
-        self.pool.take_waiting()
-        self.pool.cancel_running()
-        self._started_unsent.clear()
-        for entries in self._out.values():
-            entries.clear()
-        self._out_size = 0
-
-    # -- graceful stop
-
-    def _begin_stop(self, timeout: float) -> None:
-        assert self.pool is not None
-        now = time.monotonic()
-        self._stop_deadline = now + timeout
-        if not self.protocol.leaving:
-            was_registered = self.protocol.registered
-            frames = self.protocol.disconnect(now, final=False)
-            if was_registered:
-                self._send(frames)
-            for request_id in self.pool.take_waiting():
-                self._not_run(request_id)
-        self._check_stop()
-
-    def _check_stop(self) -> None:
-        if self._stop_deadline is not None and self.pool is not None and self.pool.running == 0:
-            self._finish()
-
-    def _finish(self) -> None:
-        if self._finished:
-            return
-        self._flush()
-        self._send(self.protocol.disconnect(time.monotonic(), final=True))
-        self._finished = True
-        self.stop()
+                self.engine.connection(False, time.monotonic())
 
 
 # --------------------------------------------------------------------------- public facade

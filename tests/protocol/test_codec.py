@@ -230,7 +230,7 @@ def test_decode_refuses_a_message_over_max_message_size_with_protocol_error() ->
 def test_the_size_is_checked_before_the_mac_so_an_oversize_message_costs_no_hmac(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from pirate_actors import protocol
+    from pirate_actors.protocol import _wire as protocol
 
     frames = FrameCodec(KEY).encode(Calls(Command.REQUEST, (Entry(1, 0, b"x" * 1000),)))
     monkeypatch.setattr(protocol, "_mac", lambda *a: pytest.fail("computed a MAC"))

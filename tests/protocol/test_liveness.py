@@ -295,6 +295,9 @@ def test_traffic_to_one_worker_does_not_stand_in_for_heartbeats_to_another(
 
 def test_the_workers_next_deadline_is_its_next_ready_while_waiting() -> None:
     worker = WorkerProtocol(FrameCodec(), Ready("w", 1, 2.0, 3, ()), 50.0)
+    assert worker.next_deadline() == float("inf")  # no connection: nothing to send
+    assert worker.tick(50.0) == ([], []) and worker.stats.sent == 0
+    worker.connected(50.0)
     assert worker.next_deadline() == float("-inf")  # READY is due at once
     events, out = worker.tick(50.0)
     assert events == [] and [f[0][len(SIGNATURE)] for f in out] == [Command.READY]
@@ -305,6 +308,7 @@ def test_the_workers_next_deadline_is_its_next_ready_while_waiting() -> None:
 
 def test_the_workers_next_deadline_when_registered_is_its_next_heartbeat_or_the_clients_expiry() -> None:
     worker = WorkerProtocol(FrameCodec(), Ready("w", 1, 2.0, 3, ()), 50.0)
+    worker.connected(50.0)
     worker.ready_frames(50.0)
     worker.receive(FrameCodec().encode(Heartbeat(0.1, 3)), 50.5)
     assert worker.registered

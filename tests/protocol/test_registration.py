@@ -121,10 +121,10 @@ def test_a_duplicate_ready_keeps_the_calls_the_client_sent_and_counts_as_a_sign_
     net = network()
     worker = net.add_worker(b"w1")
     assert net.client is not None
-    net.client.workers[b"w1"].in_flight.add(7)
+    net.client.workers[b"w1"].calls.add(7)
     net.clock.advance(2.0)
     net.inject_to_client(b"w1", FrameCodec().encode(worker.ready))
-    assert net.client.workers[b"w1"].in_flight == {7}
+    assert net.client.workers[b"w1"].calls == {7}
     assert net.client.workers[b"w1"].peer.last_received == net.now
 
 
@@ -150,7 +150,7 @@ def test_a_ready_with_a_new_incarnation_from_a_known_worker_yields_worker_gone_t
     assert [type(e) for e in events] == [WorkerGone, WorkerRegistered]
     assert events[0].peer == b"w1" and events[1] == WorkerRegistered(b"w1", again)
     assert [decode(frames) for _, frames in out] == [Heartbeat(1.0, 3, 64 * 2**20)]
-    assert net.client is not None and net.client.workers[b"w1"].in_flight == set()
+    assert net.client is not None and net.client.workers[b"w1"].calls == set()
 
 
 def test_an_older_incarnation_also_counts_as_a_new_one(network: Callable[..., Network]) -> None:

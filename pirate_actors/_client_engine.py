@@ -1,0 +1,382 @@
+"""The client's call engine, sans-IO: every unfinished call from submission to outcome.
+
+It owns the client's session (:class:`~pirate_actors.protocol.ClientProtocol`, whose
+``workers`` is the one registry of workers and their load), a queue per procedure, dispatch,
+requeue, no-worker deadlines, cancels and the batches to send. Input: submitted calls, cancels,
+frames from workers, and ``now``; output: frames to send (:attr:`ClientEngine.out`) and outcomes
+for the futures (:attr:`ClientEngine.partials`, :attr:`ClientEngine.settled`). No sockets, no
+clock, no threads: the client thread in ``_client.py`` drives it, and tests drive it in memory.
+
+Counts are derived: queued is the size of the queues, in flight the calls the workers hold,
+free capacity the worker's capacity minus its calls.
+"""
+
+from __future__ import annotations
+
+import collections
+import heapq
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from . import _codec
+from ._codec import ErrorKind
+from ._errors import NoWorkerError, PirateError, ProtocolError, WorkerLost
+from ._future import CallFuture
+from .protocol import (
+    CALLS_HEADER,
+    ENTRY_HEADER,
+    MAC_SIZE,
+    STARTED,
+    BadCalls,
+    CallsReceived,
+    ClientProtocol,
+    Command,
+    Entry,
+    Event,
+    WorkerGone,
+    WorkerLeaving,
+    WorkerPeer,
+    WorkerRegistered,
+    WorkerState,
+)
+
+__all__ = ["Call", "ClientEngine"]
+
+logger = logging.getLogger("pirate_actors.client")
+
+_REGISTERED = WorkerState.REGISTERED
+
+
+@dataclass(slots=True, eq=False)
+class Call:
+    """One unfinished call: queued while ``peer`` is None, else held by that worker."""
+
+    request_id: int
+    procedure: str
+    body: bytes
+    future: CallFuture
+    submitted: float
+    peer: bytes | None = None
+
+
+Outcome = tuple[CallFuture, Any, "BaseException | None"]
+
+
+class ClientEngine:
+    """Calls in, frames and outcomes out. Not thread-safe: one thread drives it."""
+
+    def __init__(self, session: ClientProtocol, timeout: float, now: float) -> None:
+        self.session = session
+        self.timeout = timeout
+        self.calls: dict[int, Call] = {}
+        """Every unfinished call, queued or in flight, by request id."""
+        self._queues: dict[str, collections.OrderedDict[int, Call]] = {}
+        """Queued calls per procedure, in submission order; a procedure with none has no entry."""
+        self.no_worker_since = now
+        self.registrations = 0
+        """READYs that registered a worker, ever (``call()`` tells "no worker" from "too slow")."""
+        self.workers_changed = False
+        """Set when the registered workers changed; the driver clears it once it has told."""
+        self.deadline = float("inf")
+        """When :meth:`tick` next has work: only ever too early, never too late."""
+        self.out: list[tuple[bytes, list[bytes]]] = []
+        self.partials: list[tuple[CallFuture, Any]] = []
+        self.settled: collections.deque[Outcome] = collections.deque()
+        self._requests: dict[bytes, list[Entry]] = {}
+        self._cancels: dict[bytes, list[Entry]] = {}
+
+    # -- derived counts
+
+    @property
+    def queued(self) -> int:
+        return sum(len(queue) for queue in self._queues.values())
+
+    @property
+    def in_flight(self) -> int:
+        return sum(len(worker.calls) for worker in self.session.workers.values())
+
+    def registered(self) -> int:
+        """Workers that take calls now (leaving ones do not)."""
+        return sum(1 for worker in self.session.workers.values() if worker.state is _REGISTERED)
+
+    # -- input: calls
+
+    def submit(self, call: Call, now: float) -> None:
+        self.calls[call.request_id] = call
+        queue = self._queues.get(call.procedure)
+        if queue is None:
+            queue = self._queues[call.procedure] = collections.OrderedDict()
+        queue[call.request_id] = call
+        if not self.session.workers:
+            self.deadline = min(self.deadline, max(now, self.no_worker_since) + self.timeout)
+
+    def cancel(self, request_id: int) -> None:
+        """Forget a call: taken out of its queue, or its worker is told to drop it."""
+        call = self.calls.pop(request_id, None)
+        if call is None:
+            return
+        if call.peer is None:
+            self._unqueue(call)
+            return
+        worker = self.session.workers.get(call.peer)
+        if worker is not None:
+            worker.calls.discard(request_id)
+            self._cancels.setdefault(call.peer, []).append(Entry(request_id))
+
+    def _unqueue(self, call: Call) -> None:
+        queue = self._queues[call.procedure]
+        del queue[call.request_id]
+        if not queue:
+            del self._queues[call.procedure]
+
+    # -- input: the network and time
+
+    def receive(self, peer: bytes, frames: list[bytes], now: float) -> None:
+        """A message from worker ``peer`` (a ROUTER's frames without the routing id)."""
+        events, out = self.session.receive(peer, frames, now)
+        if out:
+            self.out.extend(out)
+        if len(events) == 1 and type(events[0]) is CallsReceived:
+            self._answers(events[0])  # answers never bring a deadline forward
+            return
+        self._handle(events, now)
+        self.deadline = self._next_deadline()
+
+    def tick(self, now: float, drained: bool = True) -> None:
+        """Expire silent workers (only once the backlog is read), heartbeat the others, and
+        fail queued calls that found no worker in time."""
+        events, out = self.session.tick(now, expire=drained)
+        self.out.extend(out)
+        self._handle(events, now)
+        self._expire_queued(now)
+        self.deadline = self._next_deadline()
+
+    def _next_deadline(self) -> float:
+        deadline = self.session.next_deadline()
+        if self._queues and not self.registered():
+            oldest = min(min(c.submitted for c in q.values()) for q in self._queues.values())
+            deadline = min(deadline, max(oldest, self.no_worker_since) + self.timeout)
+        return deadline
+
+    # -- output
+
+    def flush(self, now: float) -> None:
+        """Dispatch what can go, then turn the batches into frames in :attr:`out`."""
+        if self._queues:
+            self._dispatch()
+            if self._queues:
+                self.deadline = min(self.deadline, self._next_deadline())
+        session = self.session
+        for batches, command in ((self._cancels, Command.CANCEL), (self._requests, Command.REQUEST)):
+            if not batches:
+                continue
+            for peer, entries in batches.items():
+                worker = session.workers.get(peer)
+                if worker is None:
+                    continue  # gone meanwhile: its calls already ended
+                for chunk in self._chunks(entries, worker):
+                    self.out.append(session.calls(peer, command, chunk, now))
+            batches.clear()
+
+    def _chunks(self, entries: list[Entry], worker: WorkerPeer) -> list[list[Entry]]:
+        """Split a batch so that no message exceeds either side's max_message_size."""
+        limit = self._limit(worker) - CALLS_HEADER - (MAC_SIZE if self.session.codec.key else 0)
+        chunks: list[list[Entry]] = [[]]
+        size = 0
+        for entry in entries:
+            entry_size = len(entry.body) + ENTRY_HEADER
+            if chunks[-1] and size + entry_size > limit:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(entry)
+            size += entry_size
+        return chunks
+
+    def _limit(self, worker: WorkerPeer) -> int:
+        own = self.session.codec.max_message_size
+        return min(own, worker.ready.max_message_size or own)
+
+    # -- dispatch
+
+    def _dispatch(self) -> None:
+        """Hand queued calls to the worker with the most free capacity among those that serve
+        their procedure (any worker if none does: it answers UnknownProcedure). Each procedure
+        keeps its submission order; a procedure no free worker serves holds back no other."""
+        workers = self.session.workers
+        if not workers:
+            return
+        heads = [(next(iter(queue)), procedure) for procedure, queue in self._queues.items()]
+        heapq.heapify(heads)
+        while heads:
+            request_id, procedure = heads[0]
+            peer = self._best_worker(procedure, workers)
+            if peer is None:
+                heapq.heappop(heads)  # waits; later procedures still go
+                continue
+            queue = self._queues[procedure]
+            call = queue.pop(request_id)
+            if queue:
+                heapq.heapreplace(heads, (next(iter(queue)), procedure))
+            else:
+                heapq.heappop(heads)
+                del self._queues[procedure]
+            worker = workers[peer]
+            limit = self._limit(worker)
+            if len(call.body) > self.session.codec.max_body(limit):
+                # Its socket would cut the worker off (zmq.MAXMSGSIZE): fail just this call.
+                self._finish(call, exception=ProtocolError(
+                    f"call {procedure!r} of {len(call.body)} bytes exceeds the max_message_size "
+                    f"of worker {worker.ready.name} ({limit})"
+                ))
+                continue
+            call.peer = peer
+            call.future.worker = peer.decode(errors="replace")
+            worker.calls.add(request_id)
+            self._requests.setdefault(peer, []).append(Entry(request_id, 0, call.body))
+
+    @staticmethod
+    def _best_worker(procedure: str, workers: dict[bytes, WorkerPeer]) -> bytes | None:
+        best: bytes | None = None
+        best_free = 0
+        serves = False
+        for peer, worker in workers.items():
+            if worker.state is not _REGISTERED:
+                continue
+            offers = procedure in worker.procedures
+            if offers and not serves:
+                serves, best, best_free = True, None, 0  # from now on only those that serve it
+            if offers or not serves:
+                free = worker.ready.capacity - len(worker.calls)
+                if free > best_free:
+                    best, best_free = peer, free
+        return best
+
+    def _requeue(self, call: Call) -> None:
+        """A call the worker never ran goes back, ahead of newer calls of its procedure."""
+        call.peer = None
+        call.future.worker = None
+        queue = self._queues.get(call.procedure)
+        if queue is None:
+            self._queues[call.procedure] = collections.OrderedDict([(call.request_id, call)])
+            return
+        queue[call.request_id] = call
+        if next(iter(queue)) > call.request_id:
+            queue.move_to_end(call.request_id, last=False)
+        elif any(other > call.request_id for other in queue):
+            # Rare: several requeued calls out of order; restore submission order.
+            self._queues[call.procedure] = collections.OrderedDict(sorted(queue.items()))
+
+    # -- events
+
+    def _handle(self, events: list[Event], now: float) -> None:
+        for event in events:
+            if isinstance(event, CallsReceived):
+                self._answers(event)
+            elif isinstance(event, WorkerRegistered):
+                ready = event.ready
+                logger.info(
+                    "worker %s (%s) registered: capacity %d, heartbeat %.3g s x %d, procedures %s",
+                    ready.name, event.peer.decode(errors="replace"), ready.capacity,
+                    ready.heartbeat, ready.liveness, ", ".join(ready.procedures),
+                )
+                self.registrations += 1
+                self.workers_changed = True
+            elif isinstance(event, WorkerGone):
+                self._worker_gone(event, now)
+            elif isinstance(event, WorkerLeaving):
+                worker = self.session.workers.get(event.peer)
+                if worker is not None:
+                    logger.info("worker %s is leaving", worker.ready.name)
+                self._workers_changed(now)
+            elif isinstance(event, BadCalls):
+                error = ProtocolError(f"malformed {event.command.name} from the worker: {event.reason}")
+                for request_id in event.request_ids:
+                    call = self.calls.get(request_id)
+                    if call is not None and call.peer == event.peer:
+                        self._finish(call, exception=error)
+
+    def _worker_gone(self, event: WorkerGone, now: float) -> None:
+        worker = event.worker
+        if worker is None:
+            return
+        logger.warning("worker %s lost: %s", worker.ready.name, event.reason)
+        error = f"worker {worker.ready.name} was lost before replying: {event.reason}"
+        for request_id in sorted(worker.calls):
+            call = self.calls.get(request_id)
+            if call is not None:
+                self._finish(call, exception=WorkerLost(error))
+        self._cancels.pop(event.peer, None)
+        self._requests.pop(event.peer, None)
+        self._workers_changed(now)
+
+    def _workers_changed(self, now: float) -> None:
+        if not self.registered():
+            self.no_worker_since = now
+        self.workers_changed = True
+
+    def _answers(self, event: CallsReceived) -> None:
+        command, peer, calls = event.command, event.peer, self.calls
+        for entry in event.entries:
+            call = calls.get(entry.request_id)
+            if call is None or call.peer != peer:
+                continue  # cancelled, or a late answer for a call that ended otherwise
+            future = call.future
+            if entry.flags & STARTED:
+                self.partials.append((future, "started"))
+            if command is Command.PARTIAL:
+                if not entry.flags & STARTED:
+                    try:
+                        self.partials.append((future, _codec.loads(entry.body)))
+                    except Exception as exc:  # noqa: BLE001
+                        logger.warning("undecodable partial for call %d: %r", entry.request_id, exc)
+            elif command is Command.REPLY:
+                try:
+                    result = _codec.loads(entry.body)
+                except Exception as exc:  # noqa: BLE001
+                    self._finish(call, exception=ProtocolError(f"undecodable result: {exc!r}"))
+                else:
+                    self._finish(call, result=result)
+            else:
+                kind, exception = _codec.load_error(entry.body)
+                if kind == ErrorKind.NOT_RUN:
+                    worker = self.session.workers.get(peer)
+                    if worker is not None:
+                        worker.calls.discard(call.request_id)
+                    self._requeue(call)
+                else:
+                    self._finish(call, exception=exception)
+
+    def _finish(self, call: Call, *, result: Any = None, exception: BaseException | None = None) -> None:
+        """The call is over: forget it; its future is settled by the driver."""
+        del self.calls[call.request_id]
+        if call.peer is not None:
+            worker = self.session.workers.get(call.peer)
+            if worker is not None:
+                worker.calls.discard(call.request_id)
+        self.settled.append((call.future, result, exception))
+
+    def _expire_queued(self, now: float) -> None:
+        if not self._queues or self.registered():
+            return
+        for queue in list(self._queues.values()):
+            for call in list(queue.values()):
+                if now - max(call.submitted, self.no_worker_since) >= self.timeout:
+                    self._unqueue(call)
+                    self._finish(call, exception=NoWorkerError(
+                        f"no worker registered for {self.timeout:g} s to take {call.procedure!r}"
+                    ))
+
+    # -- the end
+
+    def close(self, now: float) -> None:
+        """DISCONNECT to every worker, and fail whatever is unfinished."""
+        self.out.extend(self.session.close(now))
+        self.fail_all()
+
+    def fail_all(self) -> None:
+        error = "the client was closed"
+        for call in list(self.calls.values()):
+            if call.peer is None:
+                self._unqueue(call)
+            self._finish(call, exception=PirateError(error))

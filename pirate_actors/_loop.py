@@ -1,0 +1,95 @@
+"""The one socket loop both sides run: poll a socket and a mailbox's fd, read in bounded
+batches, run timers when due, and hand everything else to a driver.
+
+A driver is the thin adapter between this loop and a call engine (``_client.py``'s client
+thread, ``_worker.py``'s socket actor). The loop knows nothing of calls or the protocol; the
+driver knows nothing of polling. Each turn: the driver flushes (sends what its engine batched),
+the loop sleeps until the socket, the mailbox or another watched socket stirs or the driver's
+wake-up time comes, reads the socket (at most a batch: see :func:`drain`), lets the driver run
+its timers, and lets it take its mailbox; the loop ends when the driver says so.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable, Protocol
+
+import zmq
+
+from ._mailbox import Mailbox, drain
+
+__all__ = ["Driver", "SocketLoop"]
+
+
+class Driver(Protocol):
+    """What a side plugs into :class:`SocketLoop`."""
+
+    def flush(self) -> None:
+        """Send what is batched; last thing before the loop sleeps."""
+
+    def wake_at(self) -> float:
+        """The latest time the loop may sleep until (``inf``: no deadline)."""
+
+    def on_frames(self, frames: list[bytes]) -> None:
+        """One message read from the socket."""
+
+    def on_wake(self, now: float, drained: bool) -> None:
+        """After reading: run the timers that are due (``drained``: no unread backlog)."""
+
+    def on_inbox(self) -> bool:
+        """Take what other threads put in the mailbox; False ends the loop."""
+
+
+class SocketLoop:
+    """Polls one main socket, any extra sockets and a mailbox's wake-up fd, for one driver.
+
+    The main socket can be replaced (the worker reconnects with a fresh one); extra sockets
+    (the worker's socket monitor) have a handler each."""
+
+    def __init__(self, mailbox: Mailbox[Any], driver: Driver) -> None:
+        self.mailbox = mailbox
+        self.driver = driver
+        self.poller = zmq.Poller()
+        self.poller.register(mailbox.fd, zmq.POLLIN)
+        self.socket: zmq.Socket[bytes] | None = None
+        self._extra: dict[zmq.Socket[bytes], Callable[[], None]] = {}
+
+    def set_socket(self, socket: zmq.Socket[bytes] | None) -> None:
+        if self.socket is not None:
+            self.poller.unregister(self.socket)
+        self.socket = socket
+        if socket is not None:
+            self.poller.register(socket, zmq.POLLIN)
+
+    def watch(self, socket: zmq.Socket[bytes], handler: Callable[[], None]) -> None:
+        self._extra[socket] = handler
+        self.poller.register(socket, zmq.POLLIN)
+
+    def unwatch(self, socket: zmq.Socket[bytes]) -> None:
+        if self._extra.pop(socket, None) is not None:
+            self.poller.unregister(socket)
+
+    def run(self) -> None:
+        """Serve until the driver's ``on_inbox`` returns False."""
+        mailbox, driver, poll, fd = self.mailbox, self.driver, self.poller.poll, self.mailbox.fd
+        while True:
+            driver.flush()
+            timeout: int | None = 0
+            if mailbox.prepare_sleep():
+                wait = driver.wake_at() - time.monotonic()
+                timeout = None if wait == math.inf else math.ceil(max(0.0, wait) * 1000)
+            ready: dict[Any, int] = {}
+            try:
+                ready = dict(poll(timeout))
+            finally:
+                mailbox.woken(fd in ready)
+            if self._extra:
+                for extra, handler in list(self._extra.items()):
+                    if extra in ready:
+                        handler()
+            socket = self.socket
+            drained = socket is None or socket not in ready or drain(socket, driver.on_frames)
+            driver.on_wake(time.monotonic(), drained)
+            if not driver.on_inbox():
+                return

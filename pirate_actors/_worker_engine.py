@@ -1,0 +1,447 @@
+"""The worker's call engine, sans-IO: each call's whole life, from arrival to its answer.
+
+One :class:`WorkerCall` per call, keyed by request id, goes through :class:`CallState`: it
+arrives and WAITS (in arrival order) for an idle procedure actor, is HANDED to one, is told
+(RUNNING), STARTED, REPORTED ("started" sent) and done; a call cancelled while running is
+RETIRED with its actor until the actor answers. The engine also owns the worker's session and
+the batcher of outgoing answers. It never touches a socket, an actor or a clock: actors are
+names (urns) it hands calls to (:attr:`WorkerEngine.to_tell`) or asks to be retired
+(:attr:`WorkerEngine.to_retire`); the socket actor in ``_worker.py`` carries that out, and the
+pool (``_supervisor.py``) only spawns, retires and backs off actors.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import logging
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from . import _codec
+from ._codec import ErrorKind
+from ._procedures import Run
+from .protocol import (
+    CALLS_HEADER,
+    ENTRY_HEADER,
+    MAC_SIZE,
+    STARTED,
+    BadCalls,
+    CallsReceived,
+    ClientLost,
+    ClientRegistered,
+    Command,
+    Entry,
+    Event,
+    SessionState,
+    WorkerProtocol,
+)
+
+__all__ = ["CallState", "WorkerCall", "WorkerEngine"]
+
+logger = logging.getLogger("pirate_actors.worker")
+
+
+class CallState(enum.Enum):
+    """Where a call held by the worker stands."""
+
+    WAITING = "waiting"
+    """Arrived; waits for an idle actor, in arrival order."""
+    HANDED = "handed"
+    """Given to an idle actor this turn; told just before the socket thread sleeps."""
+    RUNNING = "running"
+    """Told; its actor has not said Started yet."""
+    STARTED = "started"
+    """Its actor began it; "started" is not sent yet (it may ride with the reply)."""
+    REPORTED = "reported"
+    """"started" was sent; partials follow as the procedure reports."""
+    CANCELLED = "cancelled"
+    """Cancelled before its actor began it: forgotten, its actor (if any) idle again."""
+    RETIRED = "retired"
+    """Cancelled while running: no answer goes out, and its actor is retired."""
+
+
+_RUNNING_STATES = (CallState.RUNNING, CallState.STARTED, CallState.REPORTED)
+
+
+@dataclass(slots=True, eq=False)
+class WorkerCall:
+    """One call the worker holds, and the :class:`Run` its actor gets."""
+
+    request_id: int
+    run: Run
+    state: CallState = CallState.WAITING
+    actor: str | None = None
+    told_at: float = 0.0
+
+
+class WorkerEngine:
+    """Frames and actors' answers in; frames, hand-overs and retirements out."""
+
+    def __init__(self, session: WorkerProtocol, sink: Any, patience: float) -> None:
+        self.session = session
+        self.sink = sink
+        """Where procedure actors send their answers (opaque here: the socket actor's ref)."""
+        self.patience = patience
+        """After a client left without replacement, how long before starting over afresh."""
+        self.calls: dict[int, WorkerCall] = {}
+        """Every call held: waiting, handed, running (retired ones are in :attr:`retired`)."""
+        self._waiting: collections.OrderedDict[int, WorkerCall] = collections.OrderedDict()
+        self._idle: collections.deque[str] = collections.deque()
+        self.retired: dict[str, WorkerCall] = {}
+        """Actor urn -> the cancelled call it still runs."""
+        self._awaiting_start: dict[int, float] = {}  # RUNNING calls -> when told, oldest first
+        self._unannounced: list[int] = []  # calls that became STARTED since the last flush
+        self._batch: dict[Command, list[Entry]] = {Command.PARTIAL: [], Command.REPLY: [], Command.ERROR: []}
+        self._batch_size = 0
+        self.out: list[list[bytes]] = []
+        """Frames to send, in order."""
+        self.to_tell: list[WorkerCall] = []
+        """HANDED calls whose actors are to be told."""
+        self.to_retire: list[str] = []
+        """Actors to retire (their call was cancelled; a replacement is wanted at once)."""
+        self.reconnect_wanted = False
+        """The client fell silent, or left and nobody came: start over with a fresh socket."""
+        self.finished = False
+        """The final DISCONNECT is out: the worker may close."""
+        self.closing = False
+        self._stop_deadline: float | None = None
+        self._lost_at: float | None = None
+        self.deadline = float("-inf")
+        """When :meth:`tick` next has work: only ever too early, never too late."""
+        self._now = 0.0  # the latest time an input brought (a batch split mid-turn is sent then)
+
+    # -- derived counts
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def running(self) -> int:
+        """Calls handed to an actor and not yet answered (retired ones not counted)."""
+        return len(self.calls) - len(self._waiting)
+
+    def idle_actors(self) -> int:
+        return len(self._idle)
+
+    def awaiting_start_since(self) -> float | None:
+        """When the newest call whose Started is unseen was told (None: there is none)."""
+        if not self._awaiting_start:
+            return None
+        return next(reversed(self._awaiting_start.values()))
+
+    # -- input: the network
+
+    def receive(self, frames: list[bytes], now: float) -> None:
+        self._now = now
+        events = self.session.receive(frames, now)
+        if len(events) == 1 and type(events[0]) is CallsReceived:
+            self._calls_received(events[0])  # calls never bring a deadline forward
+            return
+        self._handle(events, now)
+        self.deadline = self._next_deadline()
+
+    def connection(self, up: bool, now: float) -> None:
+        """The socket monitor saw a connection come up (a client (re)appeared) or drop."""
+        events = self.session.connected(now) if up else self.session.disconnected()
+        self._handle(events, now)
+        self.deadline = self._next_deadline()
+
+    def _handle(self, events: list[Event], now: float) -> None:
+        for event in events:
+            if isinstance(event, CallsReceived):
+                self._calls_received(event)
+            elif isinstance(event, BadCalls):
+                if event.command is Command.REQUEST:
+                    body = _codec.dump_error(ErrorKind.PROTOCOL, "ProtocolError", event.reason)
+                    for request_id in event.request_ids:
+                        self._queue(Command.ERROR, Entry(request_id, 0, body))
+            elif isinstance(event, ClientRegistered):
+                self._lost_at = None
+                logger.info(
+                    "worker %s registered (client heartbeat %.3g s x %d)",
+                    self.session.ready.name, event.heartbeat, event.liveness,
+                )
+            elif isinstance(event, ClientLost):
+                logger.log(
+                    logging.WARNING if event.silent else logging.INFO,
+                    "worker %s lost its client: %s; waiting for one", self.session.ready.name,
+                    event.reason,
+                )
+                self._abandon()
+                if event.silent:
+                    self.reconnect_wanted = True
+                else:
+                    self._lost_at = now
+                self._check_stop(now)
+
+    def _calls_received(self, event: CallsReceived) -> None:
+        if event.command is Command.REQUEST:
+            for entry in event.entries:
+                self._request(entry)
+        else:
+            for entry in event.entries:
+                self.cancel(entry.request_id)
+
+    def _request(self, entry: Entry) -> None:
+        request_id = entry.request_id
+        if self.session.state is not SessionState.REGISTERED or self.closing:
+            # (not registered: sent before the client learnt we had given its calls up)
+            self._not_run(request_id)
+        elif request_id in self.calls:
+            logger.warning("duplicate request id %d dropped", request_id)
+        else:
+            run = Run(request_id, entry.body, self.sink, self.session.max_body)
+            call = self.calls[request_id] = WorkerCall(request_id, run)
+            self._waiting[request_id] = call
+            if self._idle:
+                self._dispatch()
+
+    def cancel(self, request_id: int) -> None:
+        """The caller gave up: forget a waiting call, or retire the actor running it."""
+        call = self.calls.pop(request_id, None)
+        if call is None:
+            return
+        state = call.state
+        call.run.cancelled = True  # seen by the procedure thread: report() goes quiet
+        if state is CallState.WAITING:
+            call.state = CallState.CANCELLED
+            del self._waiting[request_id]
+            return
+        assert call.actor is not None
+        if state is CallState.HANDED:
+            call.state = CallState.CANCELLED
+            self._idle.appendleft(call.actor)  # its actor never got the call: still idle
+            self._dispatch()
+            return
+        self._awaiting_start.pop(request_id, None)
+        call.state = CallState.RETIRED
+        self.retired[call.actor] = call
+        self.to_retire.append(call.actor)
+        logger.debug("call %d cancelled while running; retiring its actor", request_id)
+
+    def _abandon(self) -> None:
+        """The client that sent our calls is gone: nobody waits for their answers."""
+        for request_id in list(self.calls):
+            self.cancel(request_id)
+        self._unannounced.clear()
+        for entries in self._batch.values():
+            entries.clear()
+        self._batch_size = 0
+
+    # -- input: the actors
+
+    def actor_ready(self, urn: str) -> None:
+        """A new procedure actor is live and idle."""
+        if self.closing:
+            return
+        self._idle.append(urn)
+        if self._waiting:
+            self._dispatch()
+
+    def told(self, call: WorkerCall, now: float) -> None:
+        """The call's actor has it now."""
+        call.state = CallState.RUNNING
+        call.told_at = now
+        self._awaiting_start[call.request_id] = now
+
+    def tell_failed(self, calls: list[WorkerCall], dead: str) -> None:
+        """Telling ``calls[0]``'s actor failed: it is dead. These calls, in order, and the
+        later ones of the same turn wait again, first; their other actors are idle again."""
+        for call in reversed(calls):
+            if call.state is not CallState.HANDED:
+                continue
+            self._take_back(call)
+            if call.actor != dead:
+                self._idle.appendleft(call.actor)  # type: ignore[arg-type]
+            call.actor = None
+        self.actor_exited(dead, ())
+
+    def _take_back(self, call: WorkerCall) -> None:
+        call.state = CallState.WAITING
+        self._waiting[call.request_id] = call
+        self._waiting.move_to_end(call.request_id, last=False)
+
+    def started(self, request_id: int) -> None:
+        call = self.calls.get(request_id)
+        if call is not None and call.state is CallState.RUNNING:
+            call.state = CallState.STARTED
+            del self._awaiting_start[request_id]
+            self._unannounced.append(request_id)
+
+    def partial(self, request_id: int, body: bytes) -> None:
+        call = self.calls.get(request_id)
+        if call is None or call.state not in _RUNNING_STATES:
+            return
+        self._announce(call)
+        self._queue(Command.PARTIAL, Entry(request_id, 0, body))
+
+    def done(self, request_id: int, actor: str, command: Command, body: bytes, now: float) -> bool:
+        """A call returned; True if it was answered (False: it had been cancelled)."""
+        call = self.calls.get(request_id)
+        if call is None or call.actor != actor:
+            self.retired.pop(actor, None)
+            return False
+        del self.calls[request_id]
+        flags = 0
+        if call.state is CallState.STARTED:
+            flags = STARTED  # "started" rides with the reply
+        elif call.state is CallState.RUNNING:
+            del self._awaiting_start[request_id]
+        self._queue(command, Entry(request_id, flags, body))
+        if not self.closing:
+            self._idle.append(actor)
+            if self._waiting:
+                self._dispatch()
+        if self._stop_deadline is not None:
+            self._check_stop(now)
+        return True
+
+    def actor_exited(self, actor: str, unrun: Iterable[Run]) -> None:
+        """An actor's loop ended. The calls it never started wait again, first and in order;
+        one it was running fails with ActorDeadError."""
+        if self.retired.pop(actor, None) is not None:
+            return  # retired: its call was cancelled, its replacement already runs
+        try:
+            self._idle.remove(actor)
+        except ValueError:
+            pass
+        unrun_ids = {run.request_id for run in unrun}
+        for call in [c for c in self.calls.values() if c.actor == actor]:
+            self._awaiting_start.pop(call.request_id, None)
+            if call.request_id in unrun_ids or call.state is CallState.HANDED:
+                call.actor = None
+                self._take_back(call)
+            else:
+                del self.calls[call.request_id]
+                self._announce(call)
+                body = _codec.dump_error(ErrorKind.RAISED, "ActorDeadError", "the procedure's actor died")
+                self._queue(Command.ERROR, Entry(call.request_id, 0, body))
+        if self.session.leaving or self.closing:
+            self._give_back_waiting()
+        elif self._waiting and self._idle:
+            self._dispatch()
+
+    # -- dispatch and answers
+
+    def _dispatch(self) -> None:
+        waiting, idle, to_tell = self._waiting, self._idle, self.to_tell
+        while waiting and idle:
+            _, call = waiting.popitem(last=False)
+            call.state = CallState.HANDED
+            call.actor = idle.popleft()
+            to_tell.append(call)
+
+    def _announce(self, call: WorkerCall) -> None:
+        """Send "started" now if it is still owed."""
+        if call.state is CallState.STARTED:
+            call.state = CallState.REPORTED
+            self._queue(Command.PARTIAL, Entry(call.request_id, STARTED))
+
+    def _queue(self, command: Command, entry: Entry) -> None:
+        size = len(entry.body) + ENTRY_HEADER
+        if self._batch_size + size > self._batch_limit():
+            self._flush_batch(self._now)
+        self._batch[command].append(entry)
+        self._batch_size += size
+
+    def _batch_limit(self) -> int:
+        session = self.session
+        limit = session.codec.max_message_size
+        if session.client_max_message_size:
+            limit = min(limit, session.client_max_message_size)  # or its socket cuts us off
+        return limit - CALLS_HEADER - (MAC_SIZE if session.codec.key else 0)
+
+    def _not_run(self, request_id: int) -> None:
+        body = _codec.dump_error(ErrorKind.NOT_RUN, "NotRun", "the worker is leaving; not run")
+        self._queue(Command.ERROR, Entry(request_id, 0, body))
+
+    def _give_back_waiting(self) -> None:
+        while self._waiting:
+            request_id, _ = self._waiting.popitem(last=False)
+            del self.calls[request_id]
+            self._not_run(request_id)
+
+    def flush(self, now: float) -> None:
+        """Turn what is batched into frames in :attr:`out`: every "started" still owed and every
+        partial first, then replies, then errors, so each call's partials precede its answer."""
+        self._now = now
+        if self._unannounced:
+            calls = self.calls
+            for request_id in self._unannounced:
+                call = calls.get(request_id)
+                if call is not None and call.state is CallState.STARTED:
+                    call.state = CallState.REPORTED
+                    self._batch[Command.PARTIAL].append(Entry(request_id, STARTED))
+                    self._batch_size += ENTRY_HEADER
+            self._unannounced.clear()
+        if self._batch_size:
+            self._flush_batch(now)
+
+    def _flush_batch(self, now: float) -> None:
+        session = self.session
+        for command, entries in self._batch.items():
+            if entries:
+                if session.can_send(command):
+                    self.out.append(session.calls(command, entries, now))
+                self._batch[command] = []
+        self._batch_size = 0
+
+    # -- time
+
+    def tick(self, now: float, drained: bool = True) -> None:
+        """Heartbeats, the client's liveness (judged only once the backlog is read), the
+        fresh start after a client that left, and the stop's deadline."""
+        self._now = now
+        if self._lost_at is not None and now >= self._lost_at + self.patience:
+            # No client came back on this socket; libzmq may have given up on the session
+            # (it does after a protocol error), so start over with a fresh one.
+            self._lost_at = now
+            self.reconnect_wanted = True
+        events, frames = self.session.tick(now, expire=drained)
+        self._handle(events, now)
+        self.out.extend(frames)
+        if self._stop_deadline is not None and now >= self._stop_deadline:
+            self._finish(now)
+        self.deadline = self._next_deadline()
+
+    def _next_deadline(self) -> float:
+        deadline = self.session.next_deadline()
+        if self._stop_deadline is not None:
+            deadline = min(deadline, self._stop_deadline)
+        if self._lost_at is not None:
+            deadline = min(deadline, self._lost_at + self.patience)
+        return deadline
+
+    # -- leaving
+
+    def leave(self, now: float, timeout: float) -> None:
+        """Stop taking calls: tell the client, answer waiting calls "not run", and finish once
+        the running ones are answered or ``timeout`` has passed."""
+        self._now = now
+        if self._stop_deadline is None:
+            self._stop_deadline = now + timeout
+            self.out.extend(self.session.leave(now))
+            self._give_back_waiting()
+        self._check_stop(now)
+        self.deadline = self._next_deadline()
+
+    def _check_stop(self, now: float) -> None:
+        if self._stop_deadline is not None and self.running == 0:
+            self._finish(now)
+
+    def _finish(self, now: float) -> None:
+        if self.finished:
+            return
+        self.flush(now)
+        self.out.extend(self.session.close(now))
+        self.finished = True
+        self.close()
+
+    def close(self) -> None:
+        """No more calls: every running call's procedure goes quiet (nobody reads its answers)."""
+        self.closing = True
+        for call in self.calls.values():
+            call.run.cancelled = True
+        self._idle.clear()

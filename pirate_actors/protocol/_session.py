@@ -1,0 +1,533 @@
+"""Sessions: heartbeats, liveness and (re)registration of one side of the protocol, sans-IO.
+
+A session takes decoded input and ``now`` and returns events and frames to send; it never touches
+a socket or reads a clock. Each session is a small state machine: its states are an enum, its
+transitions a table (as in h11's ``_state.py``), and a send its state does not allow raises
+:class:`LocalProtocolError` instead of going out. Only what a session returns counts as sent.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass, field, replace
+from typing import Sequence, Union
+
+from .._errors import AuthenticationError, ProtocolError
+from ._wire import Calls, Command, Disconnect, Entry, FrameCodec, Heartbeat, MalformedCalls, Message, Ready
+
+__all__ = [
+    "BadCalls",
+    "CallsReceived",
+    "ClientLost",
+    "ClientProtocol",
+    "ClientRegistered",
+    "Event",
+    "LocalProtocolError",
+    "Peer",
+    "SessionState",
+    "Stats",
+    "WorkerGone",
+    "WorkerLeaving",
+    "WorkerPeer",
+    "WorkerProtocol",
+    "WorkerRegistered",
+    "WorkerState",
+]
+
+logger = logging.getLogger("pirate_actors.protocol")
+
+
+class LocalProtocolError(ProtocolError):
+    """This side tried a send its session's state does not allow (a bug of the caller)."""
+
+
+@dataclass
+class Stats:
+    """What a session received, sent and dropped, counted as it happens."""
+
+    malformed: int = 0
+    unauthenticated: int = 0
+    received: int = 0
+    sent: int = 0
+
+
+class Peer:
+    """Liveness bookkeeping for one remote peer, judged by the interval *it* announced."""
+
+    def __init__(self, now: float, heartbeat: float, liveness: int) -> None:
+        self.heartbeat = heartbeat
+        self.liveness = liveness
+        self.last_received = now
+        self.last_sent = now
+
+    @property
+    def expiry(self) -> float:
+        """When the peer counts as dead if nothing more arrives."""
+        return self.last_received + self.heartbeat * self.liveness
+
+    def expired(self, now: float) -> bool:
+        return now > self.expiry
+
+
+# --------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class ClientRegistered:
+    """Worker side: a client acknowledged our READY; calls may come."""
+
+    heartbeat: float
+    liveness: int
+
+
+@dataclass(frozen=True)
+class ClientLost:
+    """Worker side: the client is gone (silent, closed, or it no longer knows us)."""
+
+    reason: str
+    silent: bool = False
+    """True when it fell silent: the socket code should reconnect with a fresh socket."""
+
+
+@dataclass(slots=True)
+class CallsReceived:
+    """Calls (REQUEST/PARTIAL/REPLY/ERROR/CANCEL entries) from a peer."""
+
+    command: Command
+    entries: tuple[Entry, ...]
+    peer: bytes = b""
+
+
+@dataclass(frozen=True)
+class BadCalls:
+    """A call-carrying message whose ids could be read but whose rest was malformed."""
+
+    command: Command
+    request_ids: tuple[int, ...]
+    reason: str
+    peer: bytes = b""
+
+
+@dataclass(frozen=True)
+class WorkerRegistered:
+    """Client side: a worker (re)announced itself."""
+
+    peer: bytes
+    ready: Ready
+
+
+@dataclass(frozen=True)
+class WorkerLeaving:
+    """Client side: a worker takes no new calls but still finishes the ones it runs."""
+
+    peer: bytes
+
+
+@dataclass(frozen=True)
+class WorkerGone:
+    """Client side: a worker is gone (silent too long, left, or restarted); its calls are lost.
+    ``worker`` is its last record, with the calls it held."""
+
+    peer: bytes
+    reason: str
+    worker: WorkerPeer | None = field(default=None, compare=False, repr=False)
+
+
+Event = Union[ClientRegistered, ClientLost, CallsReceived, BadCalls,
+              WorkerRegistered, WorkerLeaving, WorkerGone]
+
+
+def _decode_counted(
+    codec: FrameCodec, stats: Stats, frames: Sequence[bytes], who: str
+) -> Message | BadCalls | None:
+    """Decode, or count and log why not; never raises."""
+    try:
+        return codec.decode(frames)
+    except AuthenticationError as exc:
+        stats.unauthenticated += 1
+        logger.warning("dropped a message from %s: %s", who, exc)
+    except MalformedCalls as exc:
+        stats.malformed += 1
+        logger.warning("dropped a malformed %s from %s: %s", exc.command.name, who, exc)
+        return BadCalls(exc.command, exc.request_ids, str(exc))
+    except ProtocolError as exc:
+        stats.malformed += 1
+        logger.warning("dropped a malformed message from %s: %s", who, exc)
+    return None
+
+
+# --------------------------------------------------------------------------- worker
+
+
+class SessionState(enum.Enum):
+    """The worker's session with its client."""
+
+    WAITING = "waiting"
+    """READY is (re)sent every heartbeat and on every new connection; no calls yet."""
+    REGISTERED = "registered"
+    """The client acknowledged READY: calls come in, answers and heartbeats go out."""
+    LEAVING = "leaving"
+    """DISCONNECT (not final) sent: no new calls; running ones are still answered."""
+    CLOSED = "closed"
+    """The final DISCONNECT went out: nothing more is sent."""
+
+
+_W = SessionState
+_WORKER_TRANSITIONS: dict[tuple[SessionState, str], SessionState] = {
+    (_W.WAITING, "acknowledged"): _W.REGISTERED,
+    (_W.REGISTERED, "acknowledged"): _W.REGISTERED,
+    (_W.LEAVING, "acknowledged"): _W.LEAVING,
+    (_W.WAITING, "lost"): _W.WAITING,
+    (_W.REGISTERED, "lost"): _W.WAITING,
+    (_W.LEAVING, "lost"): _W.LEAVING,
+    (_W.WAITING, "leave"): _W.LEAVING,
+    (_W.REGISTERED, "leave"): _W.LEAVING,
+    (_W.WAITING, "close"): _W.CLOSED,
+    (_W.REGISTERED, "close"): _W.CLOSED,
+    (_W.LEAVING, "close"): _W.CLOSED,
+}
+"""(state, what happened) -> next state; a pair that is missing cannot happen."""
+
+_WORKER_SENDS: dict[SessionState, frozenset[Command]] = {
+    _W.WAITING: frozenset({Command.READY, Command.DISCONNECT}),
+    _W.REGISTERED: frozenset({Command.HEARTBEAT, Command.PARTIAL, Command.REPLY, Command.ERROR,
+                              Command.DISCONNECT}),
+    _W.LEAVING: frozenset({Command.HEARTBEAT, Command.PARTIAL, Command.REPLY, Command.ERROR,
+                           Command.DISCONNECT}),
+    _W.CLOSED: frozenset(),
+}
+"""What each state may send."""
+
+
+class WorkerProtocol:
+    """The worker's session with one client endpoint (states: :class:`SessionState`).
+
+    While WAITING and connected it sends READY every heartbeat and on every new connection, so
+    a client that (re)appears registers the worker at once, however long it waited. Nothing is
+    sent while no connection is up (it would only queue in the socket).
+    """
+
+    def __init__(self, codec: FrameCodec, ready: Ready, now: float) -> None:
+        self.codec = codec
+        self.ready = ready
+        self.stats = Stats()
+        self.state = SessionState.WAITING
+        self.connection_up = False
+        """A connection to the endpoint is up (the socket monitor says so)."""
+        self.client = Peer(now, ready.heartbeat, ready.liveness)
+        self.client_max_message_size = 0  # what the client announced (0: not said)
+        self._last_ready: float | None = None  # None: READY is due at once
+
+    @property
+    def registered(self) -> bool:
+        return self.state is SessionState.REGISTERED
+
+    @property
+    def leaving(self) -> bool:
+        return self.state is SessionState.LEAVING or self.state is SessionState.CLOSED
+
+    def can_send(self, command: Command) -> bool:
+        return command in _WORKER_SENDS[self.state]
+
+    def _go(self, happened: str) -> None:
+        self.state = _WORKER_TRANSITIONS[self.state, happened]
+
+    @property
+    def max_body(self) -> int:
+        """The largest answer body both ends accept (the client's socket cuts off more)."""
+        limit = self.codec.max_message_size
+        if self.client_max_message_size:
+            limit = min(limit, self.client_max_message_size)
+        return self.codec.max_body(limit)
+
+    # -- outgoing
+
+    def _out(self, command: Command, message: Message, now: float) -> list[bytes]:
+        if command not in _WORKER_SENDS[self.state]:
+            raise LocalProtocolError(f"a {self.state.value} worker cannot send {command.name}")
+        frames = self.codec.encode(message)
+        self.client.last_sent = now
+        self.stats.sent += 1
+        return frames
+
+    def _heartbeat(self, now: float) -> list[bytes]:
+        heartbeat = Heartbeat(self.ready.heartbeat, self.ready.liveness, self.codec.max_message_size)
+        return self._out(Command.HEARTBEAT, heartbeat, now)
+
+    def ready_frames(self, now: float) -> list[bytes]:
+        """READY, to send now (only while WAITING)."""
+        frames = self._out(Command.READY, self.ready, now)
+        self._last_ready = now
+        return frames
+
+    def calls(self, command: Command, entries: Sequence[Entry], now: float) -> list[bytes]:
+        """PARTIAL, REPLY or ERROR entries for the client (REGISTERED or LEAVING)."""
+        return self._out(command, Calls(command, tuple(entries)), now)
+
+    def leave(self, now: float) -> list[list[bytes]]:
+        """No new calls please: DISCONNECT (not final) if a client knows us, then LEAVING."""
+        out = []
+        if self.state is SessionState.REGISTERED and self.connection_up:
+            out.append(self._out(Command.DISCONNECT, Disconnect(False), now))
+        self._go("leave")
+        return out
+
+    def close(self, now: float) -> list[list[bytes]]:
+        """The final DISCONNECT (unless already closed); nothing is sent after it."""
+        if self.state is SessionState.CLOSED:
+            return []
+        out = [self._out(Command.DISCONNECT, Disconnect(True), now)] if self.connection_up else []
+        self._go("close")
+        return out
+
+    def disconnect(self, now: float, final: bool) -> list[bytes]:
+        """DISCONNECT now, whatever the connection (for tests and harnesses)."""
+        frames = self._out(Command.DISCONNECT, Disconnect(final), now)
+        self._go("close" if final else "leave")
+        return frames
+
+    # -- incoming
+
+    def receive(self, frames: Sequence[bytes], now: float) -> list[Event]:
+        """Events for a message from the client; malformed ones are counted and dropped."""
+        message = _decode_counted(self.codec, self.stats, frames, "the client")
+        if message is None:
+            return []
+        self.stats.received += 1
+        self.client.last_received = now
+        if isinstance(message, BadCalls):
+            # Only a request needs an answer; any other malformed message is just dropped.
+            return [message] if message.command is Command.REQUEST else []
+        if isinstance(message, Heartbeat):
+            self.client.heartbeat, self.client.liveness = message.heartbeat, message.liveness
+            self.client_max_message_size = message.max_message_size
+            if self.state is SessionState.WAITING:
+                self._go("acknowledged")
+                return [ClientRegistered(message.heartbeat, message.liveness)]
+            return []
+        if isinstance(message, Disconnect):
+            return self._lose("the client closed")
+        if isinstance(message, Calls) and message.command in (Command.REQUEST, Command.CANCEL):
+            return [CallsReceived(message.command, message.entries)]
+        self.stats.malformed += 1
+        logger.warning("dropped an unexpected %s from the client", type(message).__name__)
+        return []
+
+    def connected(self, now: float) -> list[Event]:
+        """A new connection to the client's endpoint came up: a client (re)appeared there.
+
+        Whatever we held for a previous client is abandoned, and READY is due at once."""
+        self.connection_up = True
+        events = self._lose("a new connection to the endpoint (the client restarted)")
+        self._last_ready = None
+        return events
+
+    def disconnected(self) -> list[Event]:
+        """The connection to the client's endpoint dropped: the client closed or died."""
+        self.connection_up = False
+        return self._lose("the connection to the client dropped")
+
+    def _lose(self, reason: str, silent: bool = False) -> list[Event]:
+        if self.state is not SessionState.REGISTERED:
+            return []
+        self._go("lost")
+        self.ready = replace(self.ready, incarnation=self.ready.incarnation + 1)
+        self._last_ready = None  # announce again at the next tick
+        return [ClientLost(reason, silent)]
+
+    # -- time
+
+    def tick(self, now: float, expire: bool = True) -> tuple[list[Event], list[list[bytes]]]:
+        """Expire a silent client, re-send READY while waiting, heartbeat otherwise.
+
+        ``expire=False`` while the socket code still has unread messages: the client may
+        well have spoken, so heartbeats go out but nobody is judged."""
+        events: list[Event] = []
+        out: list[list[bytes]] = []
+        if expire and self.state is SessionState.REGISTERED and self.client.expired(now):
+            events = self._lose("the client fell silent", silent=True)
+            # A fresh READY must not be judged by a dead client's announced interval.
+            self.client = Peer(now, self.ready.heartbeat, self.ready.liveness)
+        if not self.connection_up:
+            return events, out
+        if self.state is SessionState.WAITING:
+            if self._last_ready is None or now - self._last_ready >= self.ready.heartbeat:
+                out.append(self.ready_frames(now))
+        elif self.can_send(Command.HEARTBEAT) and now - self.client.last_sent >= self.ready.heartbeat:
+            out.append(self._heartbeat(now))
+        return events, out
+
+    def next_deadline(self) -> float:
+        """The next time :meth:`tick` has something to do."""
+        state = self.state
+        if state is SessionState.CLOSED:
+            return float("inf")
+        if state is SessionState.WAITING:
+            if not self.connection_up:
+                return float("inf")
+            return float("-inf") if self._last_ready is None else self._last_ready + self.ready.heartbeat
+        deadline = self.client.last_sent + self.ready.heartbeat if self.connection_up else float("inf")
+        if state is SessionState.REGISTERED:
+            deadline = min(deadline, self.client.expiry)
+        return deadline
+
+
+# --------------------------------------------------------------------------- client
+
+
+class WorkerState(enum.Enum):
+    """A registered worker, as the client's session sees it (an unknown worker has none)."""
+
+    REGISTERED = "registered"
+    """Takes calls, up to its capacity."""
+    LEAVING = "leaving"
+    """Said DISCONNECT (not final): finishes what it runs, takes nothing new."""
+
+
+_CLIENT_SENDS: dict[WorkerState, frozenset[Command]] = {
+    WorkerState.REGISTERED: frozenset({Command.REQUEST, Command.CANCEL, Command.HEARTBEAT,
+                                       Command.DISCONNECT}),
+    WorkerState.LEAVING: frozenset({Command.CANCEL, Command.HEARTBEAT, Command.DISCONNECT}),
+}
+
+
+@dataclass(eq=False)
+class WorkerPeer:
+    """The client's one record of a registered worker: what it announced, its liveness, its
+    state, and the ids of the calls it holds (kept by the client's call engine)."""
+
+    ready: Ready
+    peer: Peer
+    state: WorkerState = WorkerState.REGISTERED
+    calls: set[int] = field(default_factory=set)
+    procedures: frozenset[str] = field(init=False)
+    """``ready.procedures`` as a set, for dispatch."""
+
+    def __post_init__(self) -> None:
+        self.procedures = frozenset(self.ready.procedures)
+
+    @property
+    def leaving(self) -> bool:
+        return self.state is WorkerState.LEAVING
+
+    @property
+    def free(self) -> int:
+        """Calls it would still take (0 while leaving)."""
+        return 0 if self.state is WorkerState.LEAVING else self.ready.capacity - len(self.calls)
+
+
+class ClientProtocol:
+    """The client's sessions with its workers, keyed by ZeroMQ routing id.
+
+    ``workers`` is the one registry of registered workers on the client side."""
+
+    def __init__(self, codec: FrameCodec, heartbeat: float, liveness: int) -> None:
+        self.codec = codec
+        self.heartbeat = heartbeat
+        self.liveness = liveness
+        self.stats = Stats()
+        self.workers: dict[bytes, WorkerPeer] = {}
+        self.closed = False
+
+    def _out(self, peer: bytes, command: Command, message: Message, now: float) -> tuple[bytes, list[bytes]]:
+        if self.closed:
+            raise LocalProtocolError("the client's session is closed")
+        worker = self.workers.get(peer)
+        if worker is not None:
+            if command not in _CLIENT_SENDS[worker.state]:
+                raise LocalProtocolError(f"cannot send {command.name} to a {worker.state.value} worker")
+            worker.peer.last_sent = now
+        elif command is not Command.DISCONNECT:
+            raise LocalProtocolError(f"cannot send {command.name} to worker {peer.hex()}: not registered")
+        frames = self.codec.encode(message)
+        self.stats.sent += 1
+        return peer, frames
+
+    def _heartbeat(self, peer: bytes, now: float) -> tuple[bytes, list[bytes]]:
+        heartbeat = Heartbeat(self.heartbeat, self.liveness, self.codec.max_message_size)
+        return self._out(peer, Command.HEARTBEAT, heartbeat, now)
+
+    def calls(
+        self, peer: bytes, command: Command, entries: Sequence[Entry], now: float
+    ) -> tuple[bytes, list[bytes]]:
+        """REQUEST or CANCEL entries for one worker."""
+        return self._out(peer, command, Calls(command, tuple(entries)), now)
+
+    def receive(
+        self, peer: bytes, frames: Sequence[bytes], now: float
+    ) -> tuple[list[Event], list[tuple[bytes, list[bytes]]]]:
+        """Events for a message from worker ``peer``, and frames to answer with."""
+        who = f"worker {peer.hex()}"
+        message = _decode_counted(self.codec, self.stats, frames, who)
+        if message is None:
+            return [], []
+        self.stats.received += 1
+        worker = self.workers.get(peer)
+        if isinstance(message, Ready):
+            events: list[Event] = []
+            if worker is not None:
+                if worker.ready.incarnation == message.incarnation:
+                    worker.peer.last_received = now  # a duplicate READY: acknowledge again
+                    return [], [self._heartbeat(peer, now)]
+                del self.workers[peer]
+                events.append(WorkerGone(peer, "it registered again (restarted or reconnected)", worker))
+            self.workers[peer] = WorkerPeer(message, Peer(now, message.heartbeat, message.liveness))
+            events.append(WorkerRegistered(peer, message))
+            return events, [self._heartbeat(peer, now)]
+        if worker is None:
+            if isinstance(message, Disconnect):
+                return [], []
+            # A worker we do not know (we restarted, or declared it dead): make it register again.
+            logger.info("%s is not registered; asking it to register again", who)
+            return [], [self._out(peer, Command.DISCONNECT, Disconnect(True), now)]
+        worker.peer.last_received = now
+        if isinstance(message, BadCalls):
+            if message.command in (Command.PARTIAL, Command.REPLY, Command.ERROR):
+                return [BadCalls(message.command, message.request_ids, message.reason, peer)], []
+            return [], []  # a malformed REQUEST/CANCEL from a worker: dropped like a well-formed one
+        if isinstance(message, Heartbeat):
+            worker.peer.heartbeat, worker.peer.liveness = message.heartbeat, message.liveness
+            return [], []
+        if isinstance(message, Disconnect):
+            if message.final:
+                del self.workers[peer]
+                return [WorkerGone(peer, "it left", worker)], []
+            worker.state = WorkerState.LEAVING
+            return [WorkerLeaving(peer)], []
+        if isinstance(message, Calls) and message.command in (
+            Command.PARTIAL, Command.REPLY, Command.ERROR
+        ):
+            return [CallsReceived(message.command, message.entries, peer)], []
+        self.stats.malformed += 1
+        logger.warning("dropped an unexpected %s from %s", type(message).__name__, who)
+        return [], []
+
+    def tick(
+        self, now: float, expire: bool = True
+    ) -> tuple[list[Event], list[tuple[bytes, list[bytes]]]]:
+        """Expire silent workers and heartbeat the others (``expire=False``: only heartbeat,
+        while unread messages may hold the signs of life)."""
+        events: list[Event] = []
+        out: list[tuple[bytes, list[bytes]]] = []
+        for peer, worker in list(self.workers.items()):
+            if expire and worker.peer.expired(now):
+                del self.workers[peer]
+                events.append(WorkerGone(peer, "it fell silent", worker))
+            elif now - worker.peer.last_sent >= self.heartbeat:
+                out.append(self._heartbeat(peer, now))
+        return events, out
+
+    def next_deadline(self) -> float:
+        """The next time :meth:`tick` has something to do (inf with no worker)."""
+        deadline = float("inf")
+        for worker in self.workers.values():
+            deadline = min(deadline, worker.peer.expiry, worker.peer.last_sent + self.heartbeat)
+        return deadline
+
+    def close(self, now: float) -> list[tuple[bytes, list[bytes]]]:
+        """DISCONNECT to every worker; forgets them, and sends nothing after."""
+        out = [self._out(peer, Command.DISCONNECT, Disconnect(True), now) for peer in self.workers]
+        self.workers.clear()
+        self.closed = True
+        return out
