@@ -24,9 +24,7 @@ from ._codec import ErrorKind
 from ._errors import NoWorkerError, PirateError, ProtocolError, WorkerLost
 from ._future import CallFuture
 from .protocol import (
-    CALLS_HEADER,
     ENTRY_HEADER,
-    MAC_SIZE,
     STARTED,
     BadCalls,
     CallsReceived,
@@ -181,7 +179,7 @@ class ClientEngine:
 
     def _chunks(self, entries: list[Entry], worker: WorkerPeer) -> list[list[Entry]]:
         """Split a batch so that no message exceeds either side's max_message_size."""
-        limit = self._limit(worker) - CALLS_HEADER - (MAC_SIZE if self.session.codec.key else 0)
+        limit = self.session.codec.room(self._limit(worker))
         chunks: list[list[Entry]] = [[]]
         size = 0
         for entry in entries:

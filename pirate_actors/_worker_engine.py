@@ -22,9 +22,7 @@ from . import _codec
 from ._codec import ErrorKind
 from ._procedures import Run
 from .protocol import (
-    CALLS_HEADER,
     ENTRY_HEADER,
-    MAC_SIZE,
     STARTED,
     BadCalls,
     CallsReceived,
@@ -347,11 +345,7 @@ class WorkerEngine:
         self._batch_size += size
 
     def _batch_limit(self) -> int:
-        session = self.session
-        limit = session.codec.max_message_size
-        if session.client_max_message_size:
-            limit = min(limit, session.client_max_message_size)  # or its socket cuts us off
-        return limit - CALLS_HEADER - (MAC_SIZE if session.codec.key else 0)
+        return self.session.codec.room(self.session.send_limit)
 
     def _not_run(self, request_id: int) -> None:
         body = _codec.dump_error(ErrorKind.NOT_RUN, "NotRun", "the worker is leaving; not run")

@@ -234,12 +234,17 @@ class WorkerProtocol:
         self.state = _WORKER_TRANSITIONS[self.state, happened]
 
     @property
-    def max_body(self) -> int:
-        """The largest answer body both ends accept (the client's socket cuts off more)."""
+    def send_limit(self) -> int:
+        """The largest message both ends accept (the client's socket cuts off more)."""
         limit = self.codec.max_message_size
         if self.client_max_message_size:
             limit = min(limit, self.client_max_message_size)
-        return self.codec.max_body(limit)
+        return limit
+
+    @property
+    def max_body(self) -> int:
+        """The largest answer body one message can carry to this client."""
+        return self.codec.max_body(self.send_limit)
 
     # -- outgoing
 

@@ -172,9 +172,14 @@ class FrameCodec:
         """Bytes a call-carrying message of ``entries`` entries adds to their bodies."""
         return CALLS_HEADER + entries * ENTRY_HEADER + (MAC_SIZE if self.key else 0)
 
+    def room(self, limit: int | None = None) -> int:
+        """Bytes a call-carrying message has for its entries (each ``ENTRY_HEADER`` + body)
+        within ``limit`` (default: ours)."""
+        return (self.max_message_size if limit is None else limit) - self.overhead(0)
+
     def max_body(self, limit: int | None = None) -> int:
         """The largest body a one-entry message can carry within ``limit`` (default: ours)."""
-        return (self.max_message_size if limit is None else limit) - self.overhead(1)
+        return self.room(limit) - ENTRY_HEADER
 
     def encode(self, message: Message) -> list[bytes]:
         """The frame for ``message``; raises :class:`ProtocolError` if it exceeds the size cap."""
