@@ -6,7 +6,7 @@ methods of a :class:`ProcedureActor` subclass from a supervised pool of Pykka ac
 
 import logging
 
-from ._client import Client
+from ._client import CallOptions, Client
 from ._errors import (
     AuthenticationError,
     CallTimeout,
@@ -19,12 +19,13 @@ from ._errors import (
     WorkerLost,
 )
 from ._future import CallFuture, WorkerInfo
-from ._procedures import ProcedureActor
+from ._procedures import ProcedureActor, idempotent
 from ._worker import Worker
 
 __all__ = [
     "AuthenticationError",
     "CallFuture",
+    "CallOptions",
     "CallTimeout",
     "Client",
     "NoWorkerError",
@@ -37,6 +38,7 @@ __all__ = [
     "Worker",
     "WorkerInfo",
     "WorkerLost",
+    "idempotent",
 ]
 
 __version__ = "0.1.0"

@@ -53,7 +53,7 @@ class _Driver:
         self.socket = socket
         self.engine = ClientEngine(
             ClientProtocol(client._codec, client.heartbeat, client.liveness),
-            client.timeout, time.monotonic(),
+            client.timeout, time.monotonic(), client.retries,
         )
         self.loop = SocketLoop(client._mailbox, self)
         self.loop.set_socket(socket)
@@ -196,10 +196,13 @@ class Client:
         timeout: float = 5.0,
         insecure: bool = False,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        retries: int = 2,
     ) -> None:
         check_settings(heartbeat, liveness)
         if not timeout > 0:
             raise ValueError("timeout must be > 0")
+        _check_retries(retries)
+        self.retries = int(retries)
         key = resolve_key(key)
         check_endpoint(bind, key, insecure)
         self.bind = bind
@@ -326,7 +329,8 @@ class Client:
         def ask(engine: ClientEngine) -> list[WorkerInfo]:
             return [
                 WorkerInfo(peer.decode(errors="replace"), worker.ready.name,
-                           tuple(sorted(worker.procedures)), worker.ready.capacity, len(worker.calls))
+                           tuple(sorted(worker.procedures)), worker.ready.capacity, len(worker.calls),
+                           worker.ready.idempotent)
                 for peer, worker in engine.session.workers.items() if not worker.leaving
             ]
         result: list[WorkerInfo] = self._ask(ask, [])
@@ -349,6 +353,18 @@ class Client:
 
     def submit(self, procedure: str, /, *args: Any, **kwargs: Any) -> CallFuture:
         """Send a call; the returned future ends with its result, its exception, or cancelled."""
+        return self._submit(procedure, args, kwargs)
+
+    def options(self, *, retries: int | None = None, timeout: float | None = None) -> CallOptions:
+        """A view of this client whose calls are sent again up to ``retries`` times when their
+        worker is lost (any procedure: the caller's explicit choice), and fail with
+        :class:`CallTimeout` ``timeout`` seconds after submission, wherever they are."""
+        return CallOptions(self, retries, timeout)
+
+    def _submit(
+        self, procedure: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+        retries: int | None = None, timeout: float | None = None,
+    ) -> CallFuture:
         request_id = next(self._ids)
         future = CallFuture(procedure, self._cancel, request_id)
         try:
@@ -365,7 +381,10 @@ class Client:
         with self._lock:  # against close(): a call is either seen by the loop or refused
             if self._closed:
                 raise PirateError("the client is closed")
-            self._mailbox.put(Call(request_id, procedure, body, future, time.monotonic()))
+            now = time.monotonic()
+            deadline = None if timeout is None else now + timeout
+            self._mailbox.put(Call(request_id, procedure, body, future, now, retries=retries,
+                                   deadline=deadline))
         return future
 
     def _cancel(self, future: CallFuture) -> None:
@@ -394,3 +413,35 @@ class Client:
 
     def __repr__(self) -> str:
         return f"<Client {self.endpoint} workers={self._worker_count}>"
+
+
+def _check_retries(retries: object) -> None:
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+        raise ValueError(f"retries must be an int >= 0, not {retries!r}")
+
+
+class CallOptions:
+    """``client.options(retries=..., timeout=...)``: the client's calls, with those settings."""
+
+    def __init__(self, client: Client, retries: int | None, timeout: float | None) -> None:
+        if retries is not None:
+            _check_retries(retries)
+        if timeout is not None and not timeout > 0:
+            raise ValueError("timeout must be > 0")
+        self.client = client
+        self.retries = retries
+        self.timeout = timeout
+
+    def submit(self, procedure: str, /, *args: Any, **kwargs: Any) -> CallFuture:
+        """``Client.submit`` with these options."""
+        return self.client._submit(procedure, args, kwargs, self.retries, self.timeout)
+
+    def call(self, procedure: str, /, *args: Any, **kwargs: Any) -> Any:
+        """Submit and wait: the result, or the call's exception (``CallTimeout`` or
+        ``NoWorkerError`` at the deadline, if these options set one)."""
+        timeout = self.timeout if self.timeout is not None else self.client.timeout
+        future = self.client._submit(procedure, args, kwargs, self.retries, timeout)
+        return future.result()
+
+    def __repr__(self) -> str:
+        return f"<CallOptions retries={self.retries} timeout={self.timeout} of {self.client!r}>"

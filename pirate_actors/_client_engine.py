@@ -16,12 +16,12 @@ from __future__ import annotations
 import collections
 import heapq
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import _codec
 from ._codec import ErrorKind
-from ._errors import NoWorkerError, PirateError, ProtocolError, WorkerLost
+from ._errors import CallTimeout, NoWorkerError, PirateError, ProtocolError, WorkerLost
 from ._future import CallFuture
 from .protocol import (
     ENTRY_HEADER,
@@ -56,6 +56,15 @@ class Call:
     future: CallFuture
     submitted: float
     peer: bytes | None = None
+    retries: int | None = None
+    """Times it may be sent again after its worker was lost; None: the client's ``retries``
+    if the worker announced the procedure idempotent, else never."""
+    deadline: float | None = None
+    """When it fails with CallTimeout (or NoWorkerError) wherever it is; None: never."""
+    attempts: list[bytes] = field(default_factory=list)
+    """The workers it was sent to, in order."""
+    registrations: int = -1
+    """The engine's registrations when it was submitted (-1: there was a worker then)."""
 
 
 Outcome = tuple[CallFuture, Any, "BaseException | None"]
@@ -64,9 +73,14 @@ Outcome = tuple[CallFuture, Any, "BaseException | None"]
 class ClientEngine:
     """Calls in, frames and outcomes out. Not thread-safe: one thread drives it."""
 
-    def __init__(self, session: ClientProtocol, timeout: float, now: float) -> None:
+    def __init__(self, session: ClientProtocol, timeout: float, now: float, retries: int = 2) -> None:
         self.session = session
         self.timeout = timeout
+        self.retries = retries
+        """Re-sends of a call to an idempotent procedure whose worker was lost."""
+        self.retried = 0
+        """Calls sent again after their worker was lost, ever."""
+        self._deadlines: list[tuple[float, int]] = []  # (deadline, request id), a heap
         self.calls: dict[int, Call] = {}
         """Every unfinished call, queued or in flight, by request id."""
         self._queues: dict[str, collections.OrderedDict[int, Call]] = {}
@@ -102,6 +116,11 @@ class ClientEngine:
 
     def submit(self, call: Call, now: float) -> None:
         self.calls[call.request_id] = call
+        if call.registrations == -1 and not self.registered():
+            call.registrations = self.registrations
+        if call.deadline is not None:
+            heapq.heappush(self._deadlines, (call.deadline, call.request_id))
+            self.deadline = min(self.deadline, call.deadline)
         queue = self._queues.get(call.procedure)
         if queue is None:
             queue = self._queues[call.procedure] = collections.OrderedDict()
@@ -148,10 +167,34 @@ class ClientEngine:
         self.out.extend(out)
         self._handle(events, now)
         self._expire_queued(now)
+        if self._deadlines:
+            self._expire_deadlines(now)
         self.deadline = self._next_deadline()
+
+    def _expire_deadlines(self, now: float) -> None:
+        """Calls past their deadline fail, and are cancelled wherever they are."""
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            _, request_id = heapq.heappop(deadlines)
+            call = self.calls.get(request_id)
+            if call is None:
+                continue
+            saw_worker = (
+                call.registrations == -1 or call.registrations != self.registrations
+                or self.registered() > 0
+            )
+            self.cancel(request_id)
+            if saw_worker:
+                error: Exception = CallTimeout(
+                    f"{call.procedure!r} got no reply within its deadline; cancelled")
+            else:
+                error = NoWorkerError(f"no worker registered to take {call.procedure!r} before its deadline")
+            self.settled.append((call.future, None, error))
 
     def _next_deadline(self) -> float:
         deadline = self.session.next_deadline()
+        if self._deadlines:
+            deadline = min(deadline, self._deadlines[0][0])
         if self._queues and not self.registered():
             oldest = min(min(c.submitted for c in q.values()) for q in self._queues.values())
             deadline = min(deadline, max(oldest, self.no_worker_since) + self.timeout)
@@ -229,7 +272,9 @@ class ClientEngine:
                 ))
                 continue
             call.peer = peer
+            call.attempts.append(peer)
             call.future.worker = peer.decode(errors="replace")
+            call.future.attempts = tuple(p.decode(errors="replace") for p in call.attempts)
             worker.calls.add(request_id)
             self._requests.setdefault(peer, []).append(Entry(request_id, 0, call.body))
 
@@ -299,11 +344,22 @@ class ClientEngine:
         if worker is None:
             return
         logger.warning("worker %s lost: %s", worker.ready.name, event.reason)
-        error = f"worker {worker.ready.name} was lost before replying: {event.reason}"
         for request_id in sorted(worker.calls):
             call = self.calls.get(request_id)
-            if call is not None:
-                self._finish(call, exception=WorkerLost(error))
+            if call is None:
+                continue
+            allowed = call.retries
+            if allowed is None:
+                allowed = self.retries if call.procedure in worker.ready.idempotent else 0
+            if len(call.attempts) - 1 < allowed:
+                self.retried += 1
+                self._requeue(call)
+                continue
+            tried = ", ".join(p.decode(errors="replace") for p in call.attempts)
+            self._finish(call, exception=WorkerLost(
+                f"worker {worker.ready.name} was lost before replying: {event.reason} "
+                f"(sent to {len(call.attempts)} worker(s): {tried})"
+            ))
         self._cancels.pop(event.peer, None)
         self._requests.pop(event.peer, None)
         self._workers_changed(now)

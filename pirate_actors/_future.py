@@ -30,6 +30,8 @@ class CallFuture(concurrent.futures.Future):  # type: ignore[type-arg]
         self.request_id = request_id
         self.partials: list[Any] = []
         self.worker: str | None = None
+        self.attempts: tuple[str, ...] = ()
+        """Ids of the workers the call was sent to, in order (empty while it waits)."""
         self._partial_callbacks: list[PartialCallback] = []
         self._partial_lock = threading.Lock()
         self._on_cancel = on_cancel
@@ -82,3 +84,5 @@ class WorkerInfo(NamedTuple):
     procedures: tuple[str, ...]
     capacity: int
     in_flight: int
+    idempotent: tuple[str, ...] = ()
+    """Its procedures marked ``@idempotent``: lost calls to them are sent again."""

@@ -13,7 +13,7 @@ import queue
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import pykka
 from pykka import ActorRef
@@ -24,7 +24,7 @@ from ._codec import ErrorKind
 from ._errors import ProtocolError
 from .protocol import Command
 
-__all__ = ["ProcedureActor", "procedures_of"]
+__all__ = ["ProcedureActor", "idempotent", "idempotent_of", "procedures_of"]
 
 logger = logging.getLogger("pirate_actors.procedures")
 
@@ -92,6 +92,25 @@ def _tell_started(sink: ActorRef[Any], request_id: int) -> None:
 
 spawning = threading.local()
 """Set by the supervisor around ``start()``: ``spawning.sink`` is the ref new actors report to."""
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def idempotent(procedure: F) -> F:
+    """Mark a procedure as safe to run twice: a call lost with its worker is sent again
+    (``Client(retries=...)``). Announced to clients in READY."""
+    procedure.__pirate_idempotent__ = True  # type: ignore[attr-defined]
+    return procedure
+
+
+@lru_cache(maxsize=None)
+def idempotent_of(cls: type) -> frozenset[str]:
+    """The procedures of ``cls`` marked :func:`idempotent`."""
+    return frozenset(
+        name for name in procedures_of(cls)
+        if getattr(getattr(cls, name, None), "__pirate_idempotent__", False)
+    )
 
 
 @lru_cache(maxsize=None)

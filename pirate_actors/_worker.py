@@ -28,7 +28,7 @@ from pykka._envelope import Envelope
 
 from ._loop import SocketLoop
 from ._mailbox import Mailbox, send_frames
-from ._procedures import Done, Exited, Partial, ProcedureActor, Started, procedures_of
+from ._procedures import Done, Exited, Partial, ProcedureActor, Started, idempotent_of, procedures_of
 from ._security import check_endpoint, resolve_key
 from ._supervisor import Pool
 from ._worker_engine import CallState, WorkerEngine
@@ -132,7 +132,8 @@ class _SocketActor(pykka.ThreadingActor):
         session = WorkerProtocol(
             FrameCodec(config.key, config.max_message_size),
             Ready(config.name, config.capacity, config.heartbeat, config.liveness, procedures,
-                  max_message_size=config.max_message_size),
+                  max_message_size=config.max_message_size,
+                  idempotent=tuple(sorted(idempotent_of(config.actor_class)))),
             time.monotonic(),
         )
         self.engine = WorkerEngine(session, self.actor_ref, config.heartbeat * config.liveness)

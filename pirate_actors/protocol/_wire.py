@@ -111,6 +111,8 @@ class Ready:
     a duplicate, a new value means the calls the client sent before are lost."""
     max_message_size: int = 0
     """The largest message the worker accepts (0: not said)."""
+    idempotent: tuple[str, ...] = ()
+    """Procedures safe to run twice: the client may send a lost call to them again."""
 
 
 @dataclass(frozen=True)
@@ -207,6 +209,8 @@ class FrameCodec:
                 "incarnation": message.incarnation,
                 "max_message_size": message.max_message_size,
             }
+            if message.idempotent:
+                info["idempotent"] = list(message.idempotent)
             parts = [SIGNATURE, _COMMAND_BYTES[Command.READY], json.dumps(info).encode()]
         else:
             parts = [SIGNATURE, _COMMAND_BYTES[Command.DISCONNECT], b"\x01" if message.final else b"\x00"]
@@ -310,7 +314,11 @@ def _decode_ready(payload: bytes) -> Ready:
     max_size = info.get("max_message_size", 0)
     if not isinstance(max_size, int) or isinstance(max_size, bool) or max_size < 0:
         raise ProtocolError("READY max_message_size is not a size")
-    return Ready(name, capacity, interval, liveness, tuple(procedures), incarnation, max_size)
+    idempotent = info.get("idempotent", [])
+    if not isinstance(idempotent, list) or not all(isinstance(p, str) for p in idempotent):
+        raise ProtocolError("READY idempotent is not a list of procedure names")
+    return Ready(name, capacity, interval, liveness, tuple(procedures), incarnation, max_size,
+                 tuple(idempotent))
 
 
 def _decode_calls(command: Command, body: memoryview) -> Calls:

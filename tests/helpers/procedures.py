@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Any
 
-from pirate_actors import ProcedureActor
+from pirate_actors import ProcedureActor, idempotent
 
 __all__ = ["RUN_LOG", "FaultProcedures", "close_gates", "open_gate"]
 
@@ -58,6 +58,26 @@ class FaultProcedures(ProcedureActor):
     def sleep(self, seconds: float) -> bool:
         time.sleep(seconds)
         return True
+
+    @idempotent
+    def first_run_hangs(self, marker: str) -> int:
+        """Idempotent. The first run anywhere creates ``marker`` and sleeps a minute; any later
+        run returns its process's pid at once (so a retry elsewhere proves where it ran)."""
+        return self._first_run_hangs(marker)
+
+    def first_run_hangs_unmarked(self, marker: str) -> int:
+        """The same, not marked idempotent."""
+        return self._first_run_hangs(marker)
+
+    @staticmethod
+    def _first_run_hangs(marker: str) -> int:
+        try:
+            with open(marker, "x"):
+                pass
+        except FileExistsError:
+            return os.getpid()
+        time.sleep(60)
+        return os.getpid()
 
     def busy(self, seconds: float) -> int:
         """Spin in pure Python (holding the GIL between switches) for ``seconds``; report each second."""
