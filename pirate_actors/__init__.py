@@ -16,6 +16,7 @@ from ._errors import (
     RemoteError,
     RemoteTraceback,
     UnknownProcedure,
+    WorkerCrashed,
     WorkerLost,
 )
 from ._future import CallFuture, WorkerInfo
@@ -36,6 +37,7 @@ __all__ = [
     "RemoteTraceback",
     "UnknownProcedure",
     "Worker",
+    "WorkerCrashed",
     "WorkerInfo",
     "WorkerLost",
     "idempotent",

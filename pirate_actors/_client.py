@@ -394,25 +394,22 @@ class Client:
         """Submit and wait. On timeout the call is cancelled and :class:`CallTimeout` is raised,
         or :class:`NoWorkerError` if no worker was registered at any moment of the wait."""
         wait = self.timeout if timeout is None else timeout
-        with self._workers_cond:
-            had_worker = self._worker_count > 0
-            registrations = self._registrations
-        future = self.submit(procedure, *args, **kwargs)
+        if not wait > 0:
+            raise ValueError("timeout must be > 0")
+        # The deadline travels with the call; the client thread ends it there, wherever it is.
+        future = self._submit(procedure, args, kwargs, timeout=wait)
         try:
-            return future.result(wait)
-        except concurrent.futures.TimeoutError:
-            if not future.cancel() and future.done():
-                return future.result()
-            with self._workers_cond:
-                saw_worker = had_worker or self._worker_count > 0 or self._registrations != registrations
-            if not saw_worker:
-                raise NoWorkerError(
-                    f"no worker registered at {self.endpoint} within {wait:g} s to take {procedure!r}"
-                ) from None
+            return future.result(wait + _GRACE)
+        except concurrent.futures.TimeoutError:  # only if the client thread is stuck
+            future.cancel()
             raise CallTimeout(f"{procedure!r} got no reply within {wait:g} s; cancelled") from None
 
     def __repr__(self) -> str:
         return f"<Client {self.endpoint} workers={self._worker_count}>"
+
+
+_GRACE = 5.0
+"""How much longer ``call()`` waits than its deadline before giving up on the client thread."""
 
 
 def _check_retries(retries: object) -> None:
@@ -441,7 +438,11 @@ class CallOptions:
         ``NoWorkerError`` at the deadline, if these options set one)."""
         timeout = self.timeout if self.timeout is not None else self.client.timeout
         future = self.client._submit(procedure, args, kwargs, self.retries, timeout)
-        return future.result()
+        try:
+            return future.result(timeout + _GRACE)
+        except concurrent.futures.TimeoutError:  # only if the client thread is stuck
+            future.cancel()
+            raise CallTimeout(f"{procedure!r} got no reply within {timeout:g} s; cancelled") from None
 
     def __repr__(self) -> str:
         return f"<CallOptions retries={self.retries} timeout={self.timeout} of {self.client!r}>"

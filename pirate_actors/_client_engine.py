@@ -24,7 +24,9 @@ from ._codec import ErrorKind
 from ._errors import CallTimeout, NoWorkerError, PirateError, ProtocolError, WorkerLost
 from ._future import CallFuture
 from .protocol import (
+    DEADLINE,
     ENTRY_HEADER,
+    RETRYABLE,
     STARTED,
     BadCalls,
     CallsReceived,
@@ -37,6 +39,7 @@ from .protocol import (
     WorkerPeer,
     WorkerRegistered,
     WorkerState,
+    with_deadline,
 )
 
 __all__ = ["Call", "ClientEngine"]
@@ -184,11 +187,12 @@ class ClientEngine:
                 or self.registered() > 0
             )
             self.cancel(request_id)
+            wait = call.deadline - call.submitted if call.deadline is not None else 0.0
             if saw_worker:
                 error: Exception = CallTimeout(
-                    f"{call.procedure!r} got no reply within its deadline; cancelled")
+                    f"{call.procedure!r} got no reply within {wait:g} s; cancelled")
             else:
-                error = NoWorkerError(f"no worker registered to take {call.procedure!r} before its deadline")
+                error = NoWorkerError(f"no worker registered within {wait:g} s to take {call.procedure!r}")
             self.settled.append((call.future, None, error))
 
     def _next_deadline(self) -> float:
@@ -205,7 +209,7 @@ class ClientEngine:
     def flush(self, now: float) -> None:
         """Dispatch what can go, then turn the batches into frames in :attr:`out`."""
         if self._queues:
-            self._dispatch()
+            self._dispatch(now)
             if self._queues:
                 self.deadline = min(self.deadline, self._next_deadline())
         session = self.session
@@ -240,7 +244,7 @@ class ClientEngine:
 
     # -- dispatch
 
-    def _dispatch(self) -> None:
+    def _dispatch(self, now: float) -> None:
         """Hand queued calls to the worker with the most free capacity among those that serve
         their procedure (any worker if none does: it answers UnknownProcedure). Each procedure
         keeps its submission order; a procedure no free worker serves holds back no other."""
@@ -264,19 +268,24 @@ class ClientEngine:
                 del self._queues[procedure]
             worker = workers[peer]
             limit = self._limit(worker)
-            if len(call.body) > self.session.codec.max_body(limit):
+            flags, body = 0, call.body
+            if call.deadline is not None:
+                flags, body = DEADLINE, with_deadline(body, call.deadline - now)
+            if len(body) > self.session.codec.max_body(limit):
                 # Its socket would cut the worker off (zmq.MAXMSGSIZE): fail just this call.
                 self._finish(call, exception=ProtocolError(
                     f"call {procedure!r} of {len(call.body)} bytes exceeds the max_message_size "
                     f"of worker {worker.ready.name} ({limit})"
                 ))
                 continue
+            if self._retries_allowed(call, worker) > len(call.attempts):
+                flags |= RETRYABLE
             call.peer = peer
             call.attempts.append(peer)
             call.future.worker = peer.decode(errors="replace")
             call.future.attempts = tuple(p.decode(errors="replace") for p in call.attempts)
             worker.calls.add(request_id)
-            self._requests.setdefault(peer, []).append(Entry(request_id, 0, call.body))
+            self._requests.setdefault(peer, []).append(Entry(request_id, flags, body))
 
     @staticmethod
     def _best_worker(procedure: str, workers: dict[bytes, WorkerPeer]) -> bytes | None:
@@ -348,10 +357,7 @@ class ClientEngine:
             call = self.calls.get(request_id)
             if call is None:
                 continue
-            allowed = call.retries
-            if allowed is None:
-                allowed = self.retries if call.procedure in worker.ready.idempotent else 0
-            if len(call.attempts) - 1 < allowed:
+            if len(call.attempts) - 1 < self._retries_allowed(call, worker):
                 self.retried += 1
                 self._requeue(call)
                 continue
@@ -363,6 +369,12 @@ class ClientEngine:
         self._cancels.pop(event.peer, None)
         self._requests.pop(event.peer, None)
         self._workers_changed(now)
+
+    def _retries_allowed(self, call: Call, worker: WorkerPeer) -> int:
+        """How often ``call`` may be sent again if ``worker`` is lost while holding it."""
+        if call.retries is not None:
+            return call.retries
+        return self.retries if call.procedure in worker.ready.idempotent else 0
 
     def _workers_changed(self, now: float) -> None:
         if not self.registered():

@@ -11,6 +11,7 @@ __all__ = [
     "RemoteError",
     "RemoteTraceback",
     "UnknownProcedure",
+    "WorkerCrashed",
     "WorkerLost",
 ]
 
@@ -29,6 +30,11 @@ class CallTimeout(PirateError, TimeoutError):
 
 class WorkerLost(PirateError):
     """The worker serving the call died or left before replying; the call may have run."""
+
+
+class WorkerCrashed(PirateError):
+    """Raised by ``Worker.join()``: procedure actors died more than ``max_restarts`` times within
+    ``restart_window`` seconds, so the worker stopped serving instead of flapping forever."""
 
 
 class ProtocolError(PirateError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable, TypeVar
@@ -21,7 +22,7 @@ from pykka._envelope import Envelope
 
 from . import _codec
 from ._codec import ErrorKind
-from ._errors import ProtocolError
+from ._errors import CallTimeout, ProtocolError
 from .protocol import Command
 
 __all__ = ["ProcedureActor", "idempotent", "idempotent_of", "procedures_of"]
@@ -41,6 +42,8 @@ class Run:
     sink: ActorRef[Any]
     max_body: int
     """The largest answer body both ends accept (the protocol's size budget, computed there)."""
+    deadline: float | None = None
+    """``time.monotonic()`` after which the call must not start (None: no deadline)."""
     cancelled: bool = False
 
 
@@ -75,6 +78,8 @@ class Exited:
 
     actor_urn: str
     unrun: tuple[Run, ...]
+    reason: str = "its loop ended"
+    """Why, as far as the actor knows (for the log of a worker that gives up)."""
 
 
 def _tell(sink: ActorRef[Any], message: Any) -> None:
@@ -145,6 +150,7 @@ class ProcedureActor(pykka.ThreadingActor):
         # The supervisor creates actors in its own thread with this set: where to say Exited.
         self.__sink: ActorRef[Any] | None = getattr(spawning, "sink", None)
         self.__thread: threading.Thread | None = None
+        self.__exit_reason = "its loop ended (on_start failed, or it stopped itself)"
 
     def report(self, message: Any) -> None:
         """Send ``message`` to the caller of the running call, before its final reply."""
@@ -192,6 +198,10 @@ class ProcedureActor(pykka.ThreadingActor):
             )
             _tell(sink, Done(run.request_id, Command.ERROR, body, self.actor_urn))
             return
+        if run.deadline is not None and time.monotonic() >= run.deadline:
+            body = _codec.dump_exception(CallTimeout(f"{procedure!r} was not started: its deadline had passed"))
+            _tell(sink, Done(run.request_id, Command.ERROR, body, self.actor_urn))
+            return
         _tell_started(sink, run.request_id)
         self.__current = run
         fatal = False
@@ -203,6 +213,7 @@ class ProcedureActor(pykka.ThreadingActor):
         except BaseException as exc:  # noqa: BLE001 - SystemExit & co: reply, then be replaced
             command, body = Command.ERROR, _codec.dump_exception(exc, run.max_body)
             fatal = True
+            self.__exit_reason = f"procedure {procedure!r} raised {exc!r}"
         finally:
             self.__current = None
         _tell(sink, Done(run.request_id, command, body, self.actor_urn))
@@ -245,4 +256,4 @@ class ProcedureActor(pykka.ThreadingActor):
         super()._actor_loop_teardown()
         sink = self.__sink
         if sink is not None:
-            _tell(sink, Exited(self.actor_urn, tuple(unrun)))
+            _tell(sink, Exited(self.actor_urn, tuple(unrun), self.__exit_reason))

@@ -10,6 +10,7 @@ now. Every new actor's urn goes to ``on_actor``, so the engine can give it work.
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from typing import Any, Callable
@@ -34,7 +35,14 @@ class Pool:
         sink: ActorRef[Any],
         on_actor: Callable[[str], None],
         clock: Callable[[], float] = time.monotonic,
+        max_restarts: int = 10,
+        restart_window: float = 10.0,
     ):
+        self.max_restarts = max_restarts
+        self.restart_window = restart_window
+        self._deaths: collections.deque[float] = collections.deque()  # when actors died, recent
+        self.crashed: str | None = None
+        """Why the pool gave up (more than ``max_restarts`` deaths within ``restart_window``)."""
         self._start_actor = start_actor
         self._clock = clock
         self._sink = sink
@@ -86,7 +94,7 @@ class Pool:
         if not self.closed:
             self._spawn()
 
-    def exited(self, urn: str) -> None:
+    def exited(self, urn: str, reason: str = "a procedure actor exited") -> None:
         """An actor's loop ended: replace it if it was live."""
         served = urn in self._served
         self._served.discard(urn)
@@ -95,11 +103,30 @@ class Pool:
         if self.closed:
             return
         self.replacements += 1
+        if self._died(reason):
+            return
         if served:
             logger.info("procedure actor exited; starting a replacement")
             self._spawn()
         else:
             self._backoff("procedure actor died before serving a call")
+
+    def _died(self, why: str) -> bool:
+        """Count a death (Erlang's restart intensity); True if that was one too many."""
+        now = self._clock()
+        deaths = self._deaths
+        deaths.append(now)
+        while deaths and deaths[0] < now - self.restart_window:
+            deaths.popleft()
+        if len(deaths) <= self.max_restarts:
+            return False
+        self.crashed = (
+            f"{len(deaths)} procedure actors died within {self.restart_window:g} s "
+            f"(max_restarts={self.max_restarts}); the last: {why}"
+        )
+        logger.error("giving up: %s", self.crashed)
+        self.closed = True
+        return True
 
     def _backoff(self, why: str) -> None:
         self._failed_starts += 1
@@ -122,7 +149,8 @@ class Pool:
         try:
             ref = self._start_actor()
         except Exception as exc:  # noqa: BLE001 - the user's __init__ raised
-            self._backoff(f"could not create a procedure actor ({exc!r})")
+            if not self._died(f"could not create a procedure actor ({exc!r})"):
+                self._backoff(f"could not create a procedure actor ({exc!r})")
             return
         finally:
             spawning.sink = None

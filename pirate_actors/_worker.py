@@ -26,6 +26,7 @@ import pykka
 import zmq
 from pykka._envelope import Envelope
 
+from ._errors import WorkerCrashed
 from ._loop import SocketLoop
 from ._mailbox import Mailbox, send_frames
 from ._procedures import Done, Exited, Partial, ProcedureActor, Started, idempotent_of, procedures_of
@@ -104,6 +105,12 @@ class _Config:
     started: threading.Event = field(default_factory=threading.Event)
     stopped: threading.Event = field(default_factory=threading.Event)
     stopping_actors: list[pykka.ActorRef[Any]] = field(default_factory=list)
+    crashed: list[str] = field(default_factory=list)
+    """Why the worker gave up serving, if it did (see ``max_restarts``)."""
+    result_ttl: float = 60.0
+    result_cache_size: int = 64 * 2**20
+    max_restarts: int = 10
+    restart_window: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -136,9 +143,11 @@ class _SocketActor(pykka.ThreadingActor):
                   idempotent=tuple(sorted(idempotent_of(config.actor_class)))),
             time.monotonic(),
         )
-        self.engine = WorkerEngine(session, self.actor_ref, config.heartbeat * config.liveness)
+        self.engine = WorkerEngine(session, self.actor_ref, config.heartbeat * config.liveness,
+                                   config.result_ttl, config.result_cache_size)
         self.pool = Pool(self._start_procedure_actor, config.pool_size, self.actor_ref,
-                         self.engine.actor_ready)
+                         self.engine.actor_ready, max_restarts=config.max_restarts,
+                         restart_window=config.restart_window)
         self.loop = SocketLoop(self.inbox.mailbox, self)
         self.socket: zmq.Socket[bytes] | None = None
         self.monitor: zmq.Socket[bytes] | None = None
@@ -232,7 +241,8 @@ class _SocketActor(pykka.ThreadingActor):
             pass
         elif isinstance(message, Exited):
             self.engine.actor_exited(message.actor_urn, message.unrun)
-            self.pool.exited(message.actor_urn)
+            self.pool.exited(message.actor_urn, message.reason)
+            self._check_crash()
         elif isinstance(message, _BeginStop):
             self.engine.leave(time.monotonic(), message.timeout)
         elif isinstance(message, _GetStats):
@@ -252,6 +262,8 @@ class _SocketActor(pykka.ThreadingActor):
             "held": len(engine.calls),
             "queued": engine.waiting,
             "in_flight": engine.running,
+            "duplicates": engine.duplicates,
+            "outcomes_kept": len(engine.outcomes),
         }
 
     def _answer(self, message: Any) -> bool:
@@ -302,7 +314,8 @@ class _SocketActor(pykka.ThreadingActor):
             if not pool.tell(call.actor, call.run):
                 dead = call.actor
                 engine.tell_failed(calls[index:], dead)
-                pool.exited(dead)
+                pool.exited(dead, "a procedure actor was found dead")
+                self._check_crash()
                 return
             engine.told(call, now)
 
@@ -331,9 +344,17 @@ class _SocketActor(pykka.ThreadingActor):
     def on_frames(self, frames: list[bytes]) -> None:
         self.engine.receive(frames, time.monotonic())
 
+    def _check_crash(self) -> None:
+        """Too many actor deaths: stop serving; calls never started go back "not run"."""
+        if self.pool.crashed and not self.config.crashed:
+            self.config.crashed.append(self.pool.crashed)
+            logger.error("worker %s stops serving: %s", self.config.name, self.pool.crashed)
+            self.engine.leave(time.monotonic(), 0.0)
+
     def on_wake(self, now: float, drained: bool) -> None:
         if now >= self.pool.next_spawn:
             self.pool.tick(now)
+            self._check_crash()
         if not drained or now >= self.engine.deadline:
             self.engine.tick(now, drained)
 
@@ -403,6 +424,10 @@ class Worker:
         actor_kwargs: dict[str, Any] | None = None,
         insecure: bool = False,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        result_ttl: float = 60.0,
+        result_cache_size: int = 64 * 2**20,
+        max_restarts: int = 10,
+        restart_window: float = 10.0,
     ) -> None:
         if not (isinstance(actor_class, type) and issubclass(actor_class, ProcedureActor)):
             raise TypeError(f"actor_class must be a ProcedureActor subclass, not {actor_class!r}")
@@ -412,6 +437,10 @@ class Worker:
         if prefetch < 0:
             raise ValueError("prefetch must be 0 or more")
         check_settings(heartbeat, liveness)
+        if not result_ttl >= 0 or not result_cache_size >= 0:
+            raise ValueError("result_ttl and result_cache_size must be 0 or more")
+        if not isinstance(max_restarts, int) or max_restarts < 0 or not restart_window > 0:
+            raise ValueError("max_restarts must be an int >= 0 and restart_window > 0")
         key = resolve_key(key)
         check_endpoint(connect, key, insecure)
         self.name = name or f"{_socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -422,6 +451,8 @@ class Worker:
             capacity=pool_size + prefetch, key=key, heartbeat=float(heartbeat), liveness=int(liveness),
             name=self.name, actor_args=tuple(actor_args), actor_kwargs=dict(actor_kwargs or {}),
             max_message_size=int(max_message_size), identity=self.id.encode(), context=self._context,
+            result_ttl=float(result_ttl), result_cache_size=int(result_cache_size),
+            max_restarts=max_restarts, restart_window=float(restart_window),
         )
         self._ref: pykka.ActorRef[_SocketActor] | None = None
         self._lock = threading.Lock()
@@ -480,8 +511,12 @@ class Worker:
             )
 
     def join(self, timeout: float | None = None) -> bool:
-        """Block until the worker has stopped; False on timeout."""
-        return self._config.stopped.wait(timeout)
+        """Block until the worker has stopped; False on timeout. Raises :class:`WorkerCrashed`
+        if it stopped because its procedure actors kept dying (``max_restarts``)."""
+        stopped = self._config.stopped.wait(timeout)
+        if stopped and self._config.crashed:
+            raise WorkerCrashed(f"worker {self.name} stopped serving: {self._config.crashed[0]}")
+        return stopped
 
     @property
     def running(self) -> bool:

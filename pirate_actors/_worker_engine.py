@@ -20,9 +20,12 @@ from typing import Any, Iterable
 
 from . import _codec
 from ._codec import ErrorKind
+from ._errors import CallTimeout, ProtocolError
 from ._procedures import Run
 from .protocol import (
+    DEADLINE,
     ENTRY_HEADER,
+    RETRYABLE,
     STARTED,
     BadCalls,
     CallsReceived,
@@ -33,6 +36,7 @@ from .protocol import (
     Event,
     SessionState,
     WorkerProtocol,
+    split_deadline,
 )
 
 __all__ = ["CallState", "WorkerCall", "WorkerEngine"]
@@ -60,6 +64,7 @@ class CallState(enum.Enum):
 
 
 _RUNNING_STATES = (CallState.RUNNING, CallState.STARTED, CallState.REPORTED)
+_TIMED_OUT = _codec.dump_exception(CallTimeout("the call's deadline had passed when it arrived; not run"))
 
 
 @dataclass(slots=True, eq=False)
@@ -71,13 +76,42 @@ class WorkerCall:
     state: CallState = CallState.WAITING
     actor: str | None = None
     told_at: float = 0.0
+    session: bytes = b""
+    """The session of the client that sent it: with the request id, the call's name."""
+    retryable: bool = False
+    """Its client may send it again: keep its outcome (and, if that client goes away, let it
+    finish) so that a repeat is answered without running it twice."""
+    orphaned: bool = False
+    """Its client went away while it ran; it finishes on a retired actor for the cache."""
+
+
+CallKey = tuple[bytes, int]
+"""(client session, request id): what names a call across reconnections."""
+
+DEFAULT_RESULT_TTL = 60.0
+DEFAULT_RESULT_CACHE_SIZE = 64 * 2**20
+_OUTCOME_OVERHEAD = 160  # bytes a kept outcome costs besides its body (key, tuple, dict slot)
 
 
 class WorkerEngine:
     """Frames and actors' answers in; frames, hand-overs and retirements out."""
 
-    def __init__(self, session: WorkerProtocol, sink: Any, patience: float) -> None:
+    def __init__(
+        self, session: WorkerProtocol, sink: Any, patience: float,
+        result_ttl: float = DEFAULT_RESULT_TTL, result_cache_size: int = DEFAULT_RESULT_CACHE_SIZE,
+    ) -> None:
         self.session = session
+        self.result_ttl = result_ttl
+        self.result_cache_size = result_cache_size
+        self.outcomes: collections.OrderedDict[CallKey, tuple[float, Command, bytes]] = (
+            collections.OrderedDict()
+        )
+        """Outcomes of retryable calls, oldest first: (expires, command, body)."""
+        self._outcome_bytes = 0
+        self.orphans: dict[CallKey, WorkerCall] = {}
+        """Retryable calls still running whose client went away."""
+        self.duplicates = 0
+        """Requests for a call already held or finished, answered without running it again."""
         self.sink = sink
         """Where procedure actors send their answers (opaque here: the socket actor's ref)."""
         self.patience = patience
@@ -183,18 +217,86 @@ class WorkerEngine:
                 self.cancel(entry.request_id)
 
     def _request(self, entry: Entry) -> None:
-        request_id = entry.request_id
+        request_id, flags, body = entry.request_id, entry.flags, entry.body
         if self.session.state is not SessionState.REGISTERED or self.closing:
             # (not registered: sent before the client learnt we had given its calls up)
             self._not_run(request_id)
-        elif request_id in self.calls:
-            logger.warning("duplicate request id %d dropped", request_id)
+            return
+        deadline = None
+        if flags & DEADLINE:
+            try:
+                left, body = split_deadline(body)
+            except ProtocolError as exc:
+                error = _codec.dump_error(ErrorKind.PROTOCOL, "ProtocolError", str(exc))
+                self._queue(Command.ERROR, Entry(request_id, 0, error))
+                return
+            if left <= 0:
+                self._queue(Command.ERROR, Entry(request_id, 0, _TIMED_OUT))
+                return
+            deadline = self._now + left
+        if request_id in self.calls:
+            self.duplicates += 1
+            logger.debug("call %d is already held; its first run will answer", request_id)
+            return
+        key = (self.session.client_session, request_id)
+        if self.outcomes and self._answer_from_cache(key):
+            return
+        orphan = self.orphans.pop(key, None) if self.orphans else None
+        if orphan is not None:
+            self._adopt(orphan)
+            return
+        run = Run(request_id, body, self.sink, self.session.max_body, deadline)
+        call = self.calls[request_id] = WorkerCall(
+            request_id, run, session=key[0], retryable=bool(flags & RETRYABLE))
+        self._waiting[request_id] = call
+        if self._idle:
+            self._dispatch()
+
+    def _answer_from_cache(self, key: CallKey) -> bool:
+        """A repeat of a finished call: its first outcome, again; True if there was one."""
+        kept = self.outcomes.get(key)
+        if kept is None:
+            return False
+        self.duplicates += 1
+        _, command, body = kept
+        self._queue(command, Entry(key[1], STARTED, body))
+        return True
+
+    def _adopt(self, orphan: WorkerCall) -> None:
+        """The client of a call that kept running without it asks for it again: its answer
+        goes to that client after all (its actor stays retired)."""
+        self.duplicates += 1
+        orphan.orphaned = False
+        self.calls[orphan.request_id] = orphan
+        if orphan.state is CallState.RUNNING:
+            self._awaiting_start[orphan.request_id] = orphan.told_at
         else:
-            run = Run(request_id, entry.body, self.sink, self.session.max_body)
-            call = self.calls[request_id] = WorkerCall(request_id, run)
-            self._waiting[request_id] = call
-            if self._idle:
-                self._dispatch()
+            orphan.state = CallState.STARTED  # "started" again, for this attempt
+            self._unannounced.append(orphan.request_id)
+
+    def _remember(self, key: CallKey, command: Command, body: bytes) -> None:
+        """Keep a retryable call's outcome for ``result_ttl``, within ``result_cache_size``."""
+        size = len(body) + _OUTCOME_OVERHEAD
+        if size > self.result_cache_size or self.result_ttl <= 0:
+            return
+        outcomes = self.outcomes
+        old = outcomes.pop(key, None)
+        if old is not None:
+            self._outcome_bytes -= len(old[2]) + _OUTCOME_OVERHEAD
+        outcomes[key] = (self._now + self.result_ttl, command, body)
+        self._outcome_bytes += size
+        while self._outcome_bytes > self.result_cache_size:
+            _, (_, _, dropped) = outcomes.popitem(last=False)
+            self._outcome_bytes -= len(dropped) + _OUTCOME_OVERHEAD
+
+    def _expire_outcomes(self, now: float) -> None:
+        outcomes = self.outcomes
+        while outcomes:
+            key, (expires, _, body) = next(iter(outcomes.items()))
+            if expires > now:
+                return
+            del outcomes[key]
+            self._outcome_bytes -= len(body) + _OUTCOME_OVERHEAD
 
     def cancel(self, request_id: int) -> None:
         """The caller gave up: forget a waiting call, or retire the actor running it."""
@@ -220,9 +322,20 @@ class WorkerEngine:
         logger.debug("call %d cancelled while running; retiring its actor", request_id)
 
     def _abandon(self) -> None:
-        """The client that sent our calls is gone: nobody waits for their answers."""
-        for request_id in list(self.calls):
-            self.cancel(request_id)
+        """The client that sent our calls is gone. Retryable calls that run go on, on retired
+        actors (their replacements serve whoever comes next), and keep their outcomes for when
+        the client asks again; nobody waits for the others."""
+        for call in list(self.calls.values()):
+            if call.retryable and call.state in _RUNNING_STATES and call.actor is not None:
+                del self.calls[call.request_id]
+                self._awaiting_start.pop(call.request_id, None)
+                call.orphaned = True
+                self.orphans[call.session, call.request_id] = call
+                if call.actor not in self.retired:
+                    self.retired[call.actor] = call
+                    self.to_retire.append(call.actor)
+            else:
+                self.cancel(call.request_id)
         self._unannounced.clear()
         for entries in self._batch.values():
             entries.clear()
@@ -263,6 +376,11 @@ class WorkerEngine:
 
     def started(self, request_id: int) -> None:
         call = self.calls.get(request_id)
+        if call is None and self.orphans:
+            call = self._orphan(request_id)
+            if call is not None and call.state is CallState.RUNNING:
+                call.state = CallState.STARTED
+            return
         if call is not None and call.state is CallState.RUNNING:
             call.state = CallState.STARTED
             del self._awaiting_start[request_id]
@@ -275,20 +393,34 @@ class WorkerEngine:
         self._announce(call)
         self._queue(Command.PARTIAL, Entry(request_id, 0, body))
 
+    def _orphan(self, request_id: int) -> WorkerCall | None:
+        for call in self.retired.values():
+            if call.request_id == request_id and call.orphaned:
+                return call
+        return None
+
     def done(self, request_id: int, actor: str, command: Command, body: bytes, now: float) -> bool:
-        """A call returned; True if it was answered (False: it had been cancelled)."""
+        """A call returned; True if it was answered (False: it had been cancelled, or its
+        client is away and its outcome is kept for when it asks again)."""
+        self._now = now
         call = self.calls.get(request_id)
+        retired = self.retired.pop(actor, None)
         if call is None or call.actor != actor:
-            self.retired.pop(actor, None)
+            if retired is not None and retired.orphaned:
+                key = (retired.session, request_id)
+                self.orphans.pop(key, None)
+                self._remember(key, command, body)
             return False
         del self.calls[request_id]
+        if call.retryable:
+            self._remember((call.session, request_id), command, body)
         flags = 0
         if call.state is CallState.STARTED:
             flags = STARTED  # "started" rides with the reply
         elif call.state is CallState.RUNNING:
             del self._awaiting_start[request_id]
         self._queue(command, Entry(request_id, flags, body))
-        if not self.closing:
+        if retired is None and not self.closing:  # (an adopted orphan's actor is retiring)
             self._idle.append(actor)
             if self._waiting:
                 self._dispatch()
@@ -299,8 +431,15 @@ class WorkerEngine:
     def actor_exited(self, actor: str, unrun: Iterable[Run]) -> None:
         """An actor's loop ended. The calls it never started wait again, first and in order;
         one it was running fails with ActorDeadError."""
-        if self.retired.pop(actor, None) is not None:
-            return  # retired: its call was cancelled, its replacement already runs
+        retired = self.retired.pop(actor, None)
+        if retired is not None:
+            if retired.orphaned:  # its client is away, and now there is no outcome to keep
+                self.orphans.pop((retired.session, retired.request_id), None)
+                return
+            held = self.calls.get(retired.request_id)
+            if held is None or held.actor != actor:
+                return  # its call was cancelled; its replacement already runs
+            # (else an adopted orphan: its call fails like any other below)
         try:
             self._idle.remove(actor)
         except ValueError:
@@ -396,6 +535,8 @@ class WorkerEngine:
         events, frames = self.session.tick(now, expire=drained)
         self._handle(events, now)
         self.out.extend(frames)
+        if self.outcomes:
+            self._expire_outcomes(now)
         if self._stop_deadline is not None and now >= self._stop_deadline:
             self._finish(now)
         self.deadline = self._next_deadline()
@@ -406,6 +547,8 @@ class WorkerEngine:
             deadline = min(deadline, self._stop_deadline)
         if self._lost_at is not None:
             deadline = min(deadline, self._lost_at + self.patience)
+        if self.outcomes:
+            deadline = min(deadline, next(iter(self.outcomes.values()))[0])
         return deadline
 
     # -- leaving

@@ -32,6 +32,7 @@ from pirate_actors import (
     RemoteError,
     RemoteTraceback,
     Worker,
+    WorkerCrashed,
     WorkerLost,
 )
 
@@ -43,6 +44,7 @@ EXIT_USAGE = 2  # bad options or arguments, or a local set-up error: nothing was
 EXIT_NO_WORKER = 3
 EXIT_TIMEOUT = 4
 EXIT_WORKER_LOST = 5
+EXIT_CRASHED = 70  # EX_SOFTWARE: pirate-worker gave up (procedure actors kept dying)
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5550"
 
@@ -341,7 +343,11 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
         target=_stop_when_asked, args=(stop_asked, worker), name="pirate-worker-stop", daemon=True
     )
     stopper.start()
-    worker.join()
+    try:
+        worker.join()
+    except WorkerCrashed as exc:
+        log.error("%s", exc)
+        return EXIT_CRASHED
     if not stop_asked.is_set():
         log.error("the worker stopped by itself")
         return EXIT_FAILED

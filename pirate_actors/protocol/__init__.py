@@ -28,7 +28,10 @@ from ._session import (
 )
 from ._wire import (
     CALLS_HEADER,
+    DEADLINE,
     DEFAULT_MAX_MESSAGE_SIZE,
+    RETRYABLE,
+    SESSION_SIZE,
     ENTRY_HEADER,
     MAC_SIZE,
     SIGNATURE,
@@ -44,6 +47,8 @@ from ._wire import (
     Message,
     Ready,
     check_settings,
+    split_deadline,
+    with_deadline,
 )
 
 __all__ = [
@@ -51,6 +56,9 @@ __all__ = [
     "CALLS_HEADER",
     "Calls",
     "CallsReceived",
+    "DEADLINE",
+    "RETRYABLE",
+    "SESSION_SIZE",
     "ClientLost",
     "ClientProtocol",
     "ClientRegistered",
@@ -80,4 +88,6 @@ __all__ = [
     "WorkerRegistered",
     "WorkerState",
     "check_settings",
+    "split_deadline",
+    "with_deadline",
 ]

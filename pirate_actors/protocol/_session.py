@@ -10,11 +10,23 @@ from __future__ import annotations
 
 import enum
 import logging
+import secrets
 from dataclasses import dataclass, field, replace
 from typing import Sequence, Union
 
 from .._errors import AuthenticationError, ProtocolError
-from ._wire import Calls, Command, Disconnect, Entry, FrameCodec, Heartbeat, MalformedCalls, Message, Ready
+from ._wire import (
+    SESSION_SIZE,
+    Calls,
+    Command,
+    Disconnect,
+    Entry,
+    FrameCodec,
+    Heartbeat,
+    MalformedCalls,
+    Message,
+    Ready,
+)
 
 __all__ = [
     "BadCalls",
@@ -217,6 +229,8 @@ class WorkerProtocol:
         """A connection to the endpoint is up (the socket monitor says so)."""
         self.client = Peer(now, ready.heartbeat, ready.liveness)
         self.client_max_message_size = 0  # what the client announced (0: not said)
+        self.client_session = b""
+        """The client's session id, from its HEARTBEATs: with a request id, it names a call."""
         self._last_ready: float | None = None  # None: READY is due at once
 
     @property
@@ -307,6 +321,7 @@ class WorkerProtocol:
         if isinstance(message, Heartbeat):
             self.client.heartbeat, self.client.liveness = message.heartbeat, message.liveness
             self.client_max_message_size = message.max_message_size
+            self.client_session = message.session
             if self.state is SessionState.WAITING:
                 self._go("acknowledged")
                 return [ClientRegistered(message.heartbeat, message.liveness)]
@@ -354,6 +369,9 @@ class WorkerProtocol:
             events = self._lose("the client fell silent", silent=True)
             # A fresh READY must not be judged by a dead client's announced interval.
             self.client = Peer(now, self.ready.heartbeat, self.ready.liveness)
+            # The socket code starts over with a fresh connection (ClientLost.silent): nothing
+            # goes out on the old one, where a client could take it for the new one's.
+            self.connection_up = False
         if not self.connection_up:
             return events, out
         if self.state is SessionState.WAITING:
@@ -427,10 +445,14 @@ class ClientProtocol:
 
     ``workers`` is the one registry of registered workers on the client side."""
 
-    def __init__(self, codec: FrameCodec, heartbeat: float, liveness: int) -> None:
+    def __init__(
+        self, codec: FrameCodec, heartbeat: float, liveness: int, session: bytes | None = None
+    ) -> None:
         self.codec = codec
         self.heartbeat = heartbeat
         self.liveness = liveness
+        self.session = secrets.token_bytes(SESSION_SIZE) if session is None else session
+        """This client's session id: random, one per client, sent in every HEARTBEAT."""
         self.stats = Stats()
         self.workers: dict[bytes, WorkerPeer] = {}
         self.closed = False
@@ -450,7 +472,7 @@ class ClientProtocol:
         return peer, frames
 
     def _heartbeat(self, peer: bytes, now: float) -> tuple[bytes, list[bytes]]:
-        heartbeat = Heartbeat(self.heartbeat, self.liveness, self.codec.max_message_size)
+        heartbeat = Heartbeat(self.heartbeat, self.liveness, self.codec.max_message_size, self.session)
         return self._out(peer, Command.HEARTBEAT, heartbeat, now)
 
     def calls(

@@ -24,6 +24,9 @@ __all__ = [
     "ENTRY_HEADER",
     "MAC_SIZE",
     "SIGNATURE",
+    "DEADLINE",
+    "RETRYABLE",
+    "SESSION_SIZE",
     "STARTED",
     "Calls",
     "Command",
@@ -36,6 +39,8 @@ __all__ = [
     "Message",
     "Ready",
     "check_settings",
+    "split_deadline",
+    "with_deadline",
 ]
 
 SIGNATURE = b"PIRATE-ACTORS/2"
@@ -48,6 +53,10 @@ _COUNT = struct.Struct("!I")  # entries in a call-carrying message
 _BODY = len(SIGNATURE) + 1  # where the body starts: after the signature and the command byte
 _HEARTBEAT = struct.Struct("!dI")  # interval in seconds, liveness
 _HEARTBEAT_SIZED = struct.Struct("!dIQ")  # ... and the sender's max_message_size
+_HEARTBEAT_SESSION = struct.Struct("!dIQ16s")  # ... and the client's session id
+_DEADLINE = struct.Struct("!d")  # a REQUEST's seconds left, before its body (Flag.DEADLINE)
+SESSION_SIZE = _HEARTBEAT_SESSION.size - _HEARTBEAT_SIZED.size
+"""Bytes of a client's session id (random per Client, sent in its HEARTBEATs)."""
 
 MAC_SIZE = 32
 """Bytes of the HMAC-SHA256 that ends every message when a key is set."""
@@ -77,10 +86,32 @@ class Flag(enum.IntFlag):
     STARTED = 1
     """PARTIAL: this entry is the ``"started"`` marker (empty body). REPLY/ERROR: ``"started"``
     precedes this reply and was not sent on its own."""
+    RETRYABLE = 2
+    """REQUEST: the client may send this call again if it loses the worker; the worker keeps
+    its outcome for ``result_ttl`` so a repeat is answered without running it again."""
+    DEADLINE = 4
+    """REQUEST: the body begins with ``!d``, the seconds left before the call's deadline."""
 
 
 STARTED = int(Flag.STARTED)
 """``Flag.STARTED`` as a plain int, for the hot path (IntFlag arithmetic costs ~1 µs)."""
+RETRYABLE = int(Flag.RETRYABLE)
+DEADLINE = int(Flag.DEADLINE)
+
+
+def with_deadline(body: bytes, seconds_left: float) -> bytes:
+    """A REQUEST body carrying its deadline (set ``Flag.DEADLINE`` on the entry)."""
+    return _DEADLINE.pack(seconds_left) + body
+
+
+def split_deadline(body: bytes) -> tuple[float, bytes]:
+    """Seconds left and the call body of a ``Flag.DEADLINE`` entry; ProtocolError if short."""
+    if len(body) < _DEADLINE.size:
+        raise ProtocolError("a REQUEST with a deadline is too short to carry it")
+    (seconds,) = _DEADLINE.unpack_from(body)
+    if seconds != seconds:  # NaN
+        raise ProtocolError("a REQUEST's deadline is not a number")
+    return seconds, body[_DEADLINE.size:]
 
 _CALL_COMMANDS = frozenset(
     {Command.REQUEST, Command.PARTIAL, Command.REPLY, Command.ERROR, Command.CANCEL}
@@ -123,6 +154,8 @@ class Heartbeat:
     liveness: int
     max_message_size: int = 0
     """The largest message the sender accepts (0: not said, as in a 12-byte body)."""
+    session: bytes = b""
+    """A client's session id (``SESSION_SIZE`` bytes; empty: not said, as in a 20-byte body)."""
 
 
 @dataclass(frozen=True)
@@ -192,11 +225,15 @@ class FrameCodec:
             parts += [e.body for e in entries]
         elif isinstance(message, Heartbeat):
             _check_heartbeat(message.heartbeat, message.liveness)
-            body = (
-                _HEARTBEAT_SIZED.pack(message.heartbeat, message.liveness, message.max_message_size)
-                if message.max_message_size
-                else _HEARTBEAT.pack(message.heartbeat, message.liveness)
-            )
+            if message.session:
+                if len(message.session) != SESSION_SIZE:
+                    raise ProtocolError(f"a session id is {SESSION_SIZE} bytes")
+                body = _HEARTBEAT_SESSION.pack(
+                    message.heartbeat, message.liveness, message.max_message_size, message.session)
+            elif message.max_message_size:
+                body = _HEARTBEAT_SIZED.pack(message.heartbeat, message.liveness, message.max_message_size)
+            else:
+                body = _HEARTBEAT.pack(message.heartbeat, message.liveness)
             parts = [SIGNATURE, _COMMAND_BYTES[Command.HEARTBEAT], body]
         elif isinstance(message, Ready):
             _check_heartbeat(message.heartbeat, message.liveness)
@@ -252,6 +289,9 @@ class FrameCodec:
             return _decode_calls(command, memoryview(frame)[_BODY:end])
         payload = frame[_BODY:end]
         if command is Command.HEARTBEAT:
+            if len(payload) == _HEARTBEAT_SESSION.size:
+                interval, liveness, max_size, session = _HEARTBEAT_SESSION.unpack(payload)
+                return Heartbeat(*_check_heartbeat(interval, liveness), max_size, session)
             if len(payload) == _HEARTBEAT_SIZED.size:
                 interval, liveness, max_size = _HEARTBEAT_SIZED.unpack(payload)
                 return Heartbeat(*_check_heartbeat(interval, liveness), max_size)

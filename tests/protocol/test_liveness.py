@@ -253,7 +253,8 @@ def test_each_heartbeat_announces_its_senders_own_interval_and_liveness(
     net = network(heartbeat=0.5, liveness=4)
     net.add_worker(b"w1", heartbeat=2.0, liveness=5)
     net.run(10.0)
-    assert {decode(s.frames) for s in net.sent(CLIENT, Command.HEARTBEAT)} == {Heartbeat(0.5, 4, 64 * 2**20)}
+    session = net.client.session if net.client else b""
+    assert {decode(s.frames) for s in net.sent(CLIENT, Command.HEARTBEAT)} == {Heartbeat(0.5, 4, 64 * 2**20, session)}
     assert {decode(s.frames) for s in net.sent(b"w1", Command.HEARTBEAT)} == {Heartbeat(2.0, 5, 64 * 2**20)}
 
 
@@ -382,3 +383,20 @@ def test_a_new_connection_to_the_same_live_client_counts_as_a_new_client_and_its
     ]
     assert [type(e) for e in net.events(CLIENT)] == [WorkerRegistered, WorkerGone, WorkerRegistered]
     assert worker.registered and worker.ready.incarnation == 1
+
+
+def test_a_worker_that_judged_its_client_silent_sends_nothing_until_its_fresh_connection_is_up() -> None:
+    # It starts over with a fresh socket; a READY on the old one could reach the client first
+    # and get the client's next calls routed into the connection being torn down.
+    worker = WorkerProtocol(FrameCodec(), Ready("w", 1, 0.5, 3, ()), 50.0)
+    worker.connected(50.0)
+    worker.ready_frames(50.0)
+    worker.receive(FrameCodec().encode(Heartbeat(0.5, 3)), 50.0)
+    assert worker.registered
+    events, out = worker.tick(60.0)
+    assert [type(e) for e in events] == [ClientLost] and events[0].silent
+    assert out == [] and worker.next_deadline() == float("inf")
+    assert worker.tick(61.0) == ([], [])
+    worker.connected(61.5)
+    events, out = worker.tick(61.5)
+    assert [f[0][len(SIGNATURE)] for f in out] == [Command.READY]

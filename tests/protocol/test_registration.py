@@ -44,7 +44,9 @@ def test_a_worker_sends_ready_the_client_acknowledges_with_a_heartbeat_and_the_w
     worker = net.add_worker(b"w1", heartbeat=2.0, liveness=3, capacity=6, procedures=("ping", "compare"))
     assert [s.command for s in net.log] == [Command.READY, Command.HEARTBEAT]
     assert net.log[0].source == b"w1" and net.log[1].target == b"w1"
-    assert decode(net.log[1].frames) == Heartbeat(0.5, 4, 64 * 2**20)  # the client announces its own settings
+    assert net.client is not None
+    # the client announces its own settings, and its session id
+    assert decode(net.log[1].frames) == Heartbeat(0.5, 4, 64 * 2**20, net.client.session)
     ready = Ready("w1", 6, 2.0, 3, ("ping", "compare"), 0)
     assert net.events(CLIENT) == [WorkerRegistered(b"w1", ready)]
     assert net.events(b"w1") == [ClientRegistered(0.5, 4)]
@@ -111,7 +113,7 @@ def test_a_duplicate_ready_with_the_same_incarnation_is_only_acknowledged_again(
     worker = net.add_worker(b"w1")
     events, out = net.inject_to_client(b"w1", FrameCodec().encode(worker.ready))
     assert events == []
-    assert [(peer, decode(frames)) for peer, frames in out] == [(b"w1", Heartbeat(1.0, 3, 64 * 2**20))]
+    assert [(peer, decode(frames)) for peer, frames in out] == [(b"w1", Heartbeat(1.0, 3, 64 * 2**20, net.client.session))]
     assert net.events(CLIENT, WorkerGone) == []
 
 
@@ -149,7 +151,8 @@ def test_a_ready_with_a_new_incarnation_from_a_known_worker_yields_worker_gone_t
     events, out = net.inject_to_client(b"w1", FrameCodec().encode(again))
     assert [type(e) for e in events] == [WorkerGone, WorkerRegistered]
     assert events[0].peer == b"w1" and events[1] == WorkerRegistered(b"w1", again)
-    assert [decode(frames) for _, frames in out] == [Heartbeat(1.0, 3, 64 * 2**20)]
+    assert net.client is not None
+    assert [decode(frames) for _, frames in out] == [Heartbeat(1.0, 3, 64 * 2**20, net.client.session)]
     assert net.client is not None and net.client.workers[b"w1"].calls == set()
 
 
