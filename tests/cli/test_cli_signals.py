@@ -98,3 +98,20 @@ def test_a_worker_killed_during_a_call_makes_pirate_call_exit_5(
         call.describe()
     )  # noticed after 0.2 s x 3 missed heartbeats
     assert "WorkerLost" in call.stderr and call.stdout == "", call.describe()
+
+
+@pytest.mark.timeout(60)
+def test_pirate_worker_exits_70_when_its_procedure_actors_keep_dying(processes, endpoint) -> None:
+    from pirate_actors import Client, PirateError
+
+    worker = processes.worker(
+        endpoint, "--heartbeat", "0.2", target="tests.helpers.procedures:FaultProcedures")
+    with Client(endpoint, heartbeat=0.2) as client:
+        client.wait_for_worker(timeout=20)
+        for _ in range(11):  # max_restarts is 10 by default
+            with pytest.raises(PirateError):
+                client.call("die", timeout=10)
+            if worker.popen.poll() is not None:
+                break
+    assert worker.finish() == 70, worker.describe()
+    assert "stopped serving" in worker.stderr

@@ -80,7 +80,7 @@ def test_workers_announce_their_idempotent_procedures(make_client, spawn_worker)
     spawn_worker(client.endpoint, "w", pool_size=1)
     client.wait_for_worker(timeout=20)
     (info,) = client.workers()
-    assert info.idempotent == ("first_run_hangs",)
+    assert info.idempotent == ("first_run_hangs", "logged_sleep")
     assert "first_run_hangs_unmarked" in info.procedures
 
 
@@ -114,3 +114,41 @@ def test_options_refuse_nonsense() -> None:
         client.options(timeout=0)
     with pytest.raises(ValueError):
         Client("tcp://127.0.0.1:*", retries=True)
+
+
+def test_a_worker_frozen_longer_than_heartbeat_times_liveness_runs_an_idempotent_call_once_and_the_future_gets_its_result(
+    make_client, spawn_worker, tmp_path: Path
+) -> None:
+    client = make_client(**FAST)
+    frozen = spawn_worker(client.endpoint, "frozen", pool_size=1, prefetch=0)
+    client.wait_for_worker(timeout=20)
+    log = tmp_path / "runs"
+    call = client.submit("logged_sleep", str(log), 1.5)
+    assert started_event(call).wait(20)
+    frozen.process.send_signal(signal.SIGSTOP)
+    try:
+        wait_until(lambda: client.workers() == [], 20, "the client gave the frozen worker up")
+        assert not call.done()  # lost, but idempotent: it waits to be sent again
+    finally:
+        frozen.process.send_signal(signal.SIGCONT)
+    assert call.result(timeout=20) == 1  # the first run's outcome ...
+    assert log.read_text().splitlines() == [str(frozen.pid)]  # ... and it ran once
+    assert call.attempts == (frozen.id, frozen.id)
+
+
+def test_a_call_whose_deadline_passes_while_it_waits_in_the_worker_never_starts(
+    make_client, make_worker, tmp_path: Path
+) -> None:
+    client = make_client(**FAST)
+    make_worker(client.endpoint, pool_size=1, prefetch=1, **FAST)
+    client.wait_for_worker(timeout=20)
+    long = client.submit("sleep", 1.0)
+    assert started_event(long).wait(20)
+    proof = tmp_path / "ran"
+    short = client.options(timeout=0.3).submit("record", str(proof))
+    wait_until(lambda: short.worker is not None, 10, "the short call reached the worker")
+    with pytest.raises(CallTimeout):
+        short.result(timeout=20)
+    assert long.result(timeout=20) is True
+    assert client.call("ping", timeout=10) == "pong"  # the actor is free again ...
+    assert not proof.exists()  # ... and the short call never ran

@@ -65,6 +65,25 @@ class FaultProcedures(ProcedureActor):
         run returns its process's pid at once (so a retry elsewhere proves where it ran)."""
         return self._first_run_hangs(marker)
 
+    @idempotent
+    def logged_sleep(self, log: str, seconds: float) -> int:
+        """Idempotent. Append a line to ``log`` (one per run), sleep, return the lines so far."""
+        with open(log, "a") as file:
+            file.write(f"{os.getpid()}\n")
+        time.sleep(seconds)
+        with open(log) as file:
+            return len(file.readlines())
+
+    def record(self, path: str) -> bool:
+        """Create ``path``: proof that this call ran."""
+        with open(path, "x"):
+            pass
+        return True
+
+    def die(self) -> None:
+        """Raise SystemExit: the actor is replaced (and counts towards max_restarts)."""
+        raise SystemExit(3)
+
     def first_run_hangs_unmarked(self, marker: str) -> int:
         """The same, not marked idempotent."""
         return self._first_run_hangs(marker)
