@@ -345,6 +345,7 @@ class Client:
                 "malformed": stats.malformed, "unauthenticated": stats.unauthenticated,
                 "received": stats.received, "sent": stats.sent,
                 "queued": engine.queued, "in_flight": engine.in_flight,
+                "retried": engine.retried,
             }
         result: dict[str, int] = self._ask(ask, {})
         return result
