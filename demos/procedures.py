@@ -35,3 +35,12 @@ class DemoProcedures(ProcedureActor):
         self.report(f"sleeping {seconds} s before failing")
         time.sleep(seconds)
         raise RuntimeError(f"slow_fail failed after {seconds} s, as it was asked to")
+
+    def ticker(self, n: int, interval: float) -> int:
+        """Emit ``n`` events ``0 … n-1`` on topic ``"tick"``, ``interval`` seconds apart; return
+        ``n``. Events go to every listening client (``pirate-listen``), not only the caller."""
+        for i in range(n):
+            if i:
+                time.sleep(interval)
+            self.emit("tick", i)
+        return n

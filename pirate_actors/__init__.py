@@ -19,6 +19,7 @@ from ._errors import (
     WorkerCrashed,
     WorkerLost,
 )
+from ._events import Event, EventQueue, Subscription
 from ._future import CallFuture, WorkerInfo
 from ._procedures import ProcedureActor, idempotent
 from ._worker import Worker
@@ -28,6 +29,8 @@ __all__ = [
     "CallFuture",
     "CallOptions",
     "CallTimeout",
+    "Event",
+    "EventQueue",
     "Client",
     "NoWorkerError",
     "PirateError",
@@ -35,6 +38,7 @@ __all__ = [
     "ProtocolError",
     "RemoteError",
     "RemoteTraceback",
+    "Subscription",
     "UnknownProcedure",
     "Worker",
     "WorkerCrashed",

@@ -25,6 +25,7 @@ import zmq
 from . import _codec
 from ._client_engine import Call, ClientEngine
 from ._errors import CallTimeout, NoWorkerError, PirateError, ProtocolError
+from ._events import Event, EventQueue, Subscribers, Subscription
 from ._future import CallFuture, WorkerInfo
 from ._loop import SocketLoop
 from ._mailbox import Mailbox, send_frames
@@ -63,6 +64,8 @@ class _Driver:
 
     def flush(self) -> None:
         engine = self.engine
+        if engine.events:
+            self._deliver_events()
         engine.flush(time.monotonic())
         if engine.out:
             self._send_out()
@@ -82,6 +85,8 @@ class _Driver:
             self.engine.session.stats.malformed += 1
             return
         self.engine.receive(frames[0], frames[1:], time.monotonic())
+        if self.engine.events:
+            self._deliver_events()
         if self.engine.partials:
             self._deliver_partials()
 
@@ -120,6 +125,22 @@ class _Driver:
                 logger.warning("worker %s is not keeping up; a message was dropped", peer.hex())
             except zmq.ZMQError as exc:
                 logger.warning("could not send to worker %s: %s", peer.hex(), exc)
+
+    def _deliver_events(self) -> None:
+        """Decode the events received and hand them to the subscribers (none: dropped unread)."""
+        received, self.engine.events = self.engine.events, []
+        subscribers = self.client._subscribers
+        if not subscribers:
+            return
+        for peer, entries in received:
+            worker = peer.decode(errors="replace")
+            for entry in entries:
+                try:
+                    data = _codec.loads(entry.data)
+                except Exception as exc:  # noqa: BLE001
+                    logger.warning("undecodable event %r from worker %s: %r", entry.topic, worker, exc)
+                    continue
+                subscribers.deliver(Event(entry.topic, data, worker, entry.time))
 
     def _deliver_partials(self) -> None:
         partials, self.engine.partials = self.engine.partials, []
@@ -222,6 +243,7 @@ class Client:
         self._worker_count = 0
         self._registrations = 0
         self._driver: _Driver | None = None
+        self._subscribers = Subscribers()
 
     # -- life cycle
 
@@ -267,6 +289,7 @@ class Client:
             with self._lock:
                 self._closed = True  # from here on submit() raises instead of queueing
             driver.finish()
+            self._subscribers.close()
             self._workers_changed(0, self._registrations)
             sock.close()
             context.term()
@@ -279,6 +302,7 @@ class Client:
             thread = self._thread
         _live_clients.discard(self)
         if thread is None:
+            self._subscribers.close()
             # Never started: fail what was submitted.
             while not self._mailbox.empty():
                 item = self._mailbox.get_nowait()
@@ -329,7 +353,7 @@ class Client:
         def ask(engine: ClientEngine) -> list[WorkerInfo]:
             return [
                 WorkerInfo(peer.decode(errors="replace"), worker.ready.name,
-                           tuple(sorted(worker.procedures)), worker.ready.capacity, len(worker.calls),
+                           tuple(sorted(worker.procedures)), worker.capacity, len(worker.calls),
                            worker.ready.idempotent)
                 for peer, worker in engine.session.workers.items() if not worker.leaving
             ]
@@ -346,9 +370,23 @@ class Client:
                 "received": stats.received, "sent": stats.sent,
                 "queued": engine.queued, "in_flight": engine.in_flight,
                 "retried": engine.retried,
+                "events_received": engine.events_received,
             }
         result: dict[str, int] = self._ask(ask, {})
         return result
+
+    # -- events
+
+    def subscribe(self, callback: Callable[[Event], object], topic: str = "") -> Subscription:
+        """Call ``callback(event)`` for every event whose topic starts with ``topic``, on the
+        client thread (keep it quick: it delays the client's other work), until the returned
+        :class:`Subscription` is closed."""
+        return Subscription(self._subscribers, callback, topic)
+
+    def events(self, topic: str = "", maxsize: int = 10000) -> EventQueue:
+        """A queue of the events whose topic starts with ``topic``: ``get(timeout)``, blocking
+        iteration, ``dropped`` (the oldest go first when ``maxsize`` wait), ``close()``."""
+        return EventQueue(self._subscribers, topic, maxsize)
 
     # -- calls
 

@@ -34,6 +34,8 @@ from .protocol import (
     Command,
     Entry,
     Event,
+    EventEntry,
+    EventsReceived,
     WorkerGone,
     WorkerLeaving,
     WorkerPeer,
@@ -97,6 +99,9 @@ class ClientEngine:
         """When :meth:`tick` next has work: only ever too early, never too late."""
         self.out: list[tuple[bytes, list[bytes]]] = []
         self.partials: list[tuple[CallFuture, Any]] = []
+        self.events: list[tuple[bytes, tuple[EventEntry, ...]]] = []
+        """Events received, per worker, in arrival order (decoded by the driver)."""
+        self.events_received = 0
         self.settled: collections.deque[Outcome] = collections.deque()
         self._requests: dict[bytes, list[Entry]] = {}
         self._cancels: dict[bytes, list[Entry]] = {}
@@ -119,6 +124,7 @@ class ClientEngine:
 
     def submit(self, call: Call, now: float) -> None:
         self.calls[call.request_id] = call
+        call.future._attempts = call.attempts
         if call.registrations == -1 and not self.registered():
             call.registrations = self.registrations
         if call.deadline is not None:
@@ -157,9 +163,14 @@ class ClientEngine:
         events, out = self.session.receive(peer, frames, now)
         if out:
             self.out.extend(out)
-        if len(events) == 1 and type(events[0]) is CallsReceived:
-            self._answers(events[0])  # answers never bring a deadline forward
-            return
+        if len(events) == 1:
+            event = events[0]
+            if type(event) is CallsReceived:
+                self._answers(event)  # answers never bring a deadline forward
+                return
+            if type(event) is EventsReceived:
+                self._events(event)  # nor do events
+                return
         self._handle(events, now)
         self.deadline = self._next_deadline()
 
@@ -283,7 +294,6 @@ class ClientEngine:
             call.peer = peer
             call.attempts.append(peer)
             call.future.worker = peer.decode(errors="replace")
-            call.future.attempts = tuple(p.decode(errors="replace") for p in call.attempts)
             worker.calls.add(request_id)
             self._requests.setdefault(peer, []).append(Entry(request_id, flags, body))
 
@@ -299,7 +309,7 @@ class ClientEngine:
             if offers and not serves:
                 serves, best, best_free = True, None, 0  # from now on only those that serve it
             if offers or not serves:
-                free = worker.ready.capacity - len(worker.calls)
+                free = worker.capacity - len(worker.calls)
                 if free > best_free:
                     best, best_free = peer, free
         return best
@@ -325,6 +335,8 @@ class ClientEngine:
         for event in events:
             if isinstance(event, CallsReceived):
                 self._answers(event)
+            elif isinstance(event, EventsReceived):
+                self._events(event)
             elif isinstance(event, WorkerRegistered):
                 ready = event.ready
                 logger.info(
@@ -380,6 +392,10 @@ class ClientEngine:
         if not self.registered():
             self.no_worker_since = now
         self.workers_changed = True
+
+    def _events(self, event: EventsReceived) -> None:
+        self.events.append((event.peer, event.entries))
+        self.events_received += len(event.entries)
 
     def _answers(self, event: CallsReceived) -> None:
         command, peer, calls = event.command, event.peer, self.calls

@@ -30,11 +30,15 @@ class CallFuture(concurrent.futures.Future):  # type: ignore[type-arg]
         self.request_id = request_id
         self.partials: list[Any] = []
         self.worker: str | None = None
-        self.attempts: tuple[str, ...] = ()
-        """Ids of the workers the call was sent to, in order (empty while it waits)."""
+        self._attempts: list[bytes] = []  # the client engine's list: workers sent to, in order
         self._partial_callbacks: list[PartialCallback] = []
         self._partial_lock = threading.Lock()
         self._on_cancel = on_cancel
+
+    @property
+    def attempts(self) -> tuple[str, ...]:
+        """Ids of the workers the call was sent to, in order (empty while it waits)."""
+        return tuple(peer.decode(errors="replace") for peer in list(self._attempts))
 
     def add_partial_callback(self, fn: PartialCallback) -> None:
         """Call ``fn(future, message)`` for each partial; earlier ones are replayed now.

@@ -72,6 +72,25 @@ class Done:
     actor_urn: str
 
 
+@dataclass(slots=True)
+class Emit:
+    """Anyone in the worker's process → socket actor: an event, its data already pickled."""
+
+    topic: str
+    time: float
+    data: bytes
+
+
+def make_emit(topic: str, data: Any, max_size: int) -> Emit:
+    """Check and pickle an event (in the emitting thread: errors are the emitter's)."""
+    if not isinstance(topic, str):
+        raise TypeError(f"an event topic is a str, not {type(topic).__name__}")
+    body = _codec.dumps(data)
+    if len(body) + len(topic.encode()) > max_size:
+        raise ProtocolError(f"event of {len(body)} bytes exceeds max_message_size (at most {max_size} fit)")
+    return Emit(topic, time.time(), body)
+
+
 @dataclass(frozen=True)
 class Exited:
     """Procedure actor → socket actor: my loop ended; these calls never started."""
@@ -166,6 +185,16 @@ class ProcedureActor(pykka.ThreadingActor):
                 f"(at most {current.max_body} bytes fit)"
             )
         _tell(current.sink, Partial(current.request_id, body))
+
+    def emit(self, topic: str, data: Any = None) -> None:
+        """Send an event to every client this worker is registered with (it belongs to no
+        call). Emitted before the procedure returns, it arrives before the call's reply."""
+        sink = self.__sink
+        if sink is None:
+            raise RuntimeError("emit() needs a worker: this actor was not started by one")
+        current = self.__current
+        max_size = current.max_body if current is not None else 2**62
+        _tell(sink, make_emit(topic, data, max_size))
 
     @property
     def cancelled(self) -> bool:

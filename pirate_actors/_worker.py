@@ -29,7 +29,17 @@ from pykka._envelope import Envelope
 from ._errors import WorkerCrashed
 from ._loop import SocketLoop
 from ._mailbox import Mailbox, send_frames
-from ._procedures import Done, Exited, Partial, ProcedureActor, Started, idempotent_of, procedures_of
+from ._procedures import (
+    Done,
+    Emit,
+    Exited,
+    Partial,
+    ProcedureActor,
+    Started,
+    idempotent_of,
+    make_emit,
+    procedures_of,
+)
 from ._security import check_endpoint, resolve_key
 from ._supervisor import Pool
 from ._worker_engine import CallState, WorkerEngine
@@ -50,7 +60,7 @@ class _Idle:
 
 
 _IDLE = Envelope(_Idle())
-_ANSWERS = frozenset({Done, Started, Partial})
+_ANSWERS = frozenset({Done, Started, Partial, Emit})
 _HANDED = CallState.HANDED
 
 
@@ -109,6 +119,7 @@ class _Config:
     """Why the worker gave up serving, if it did (see ``max_restarts``)."""
     result_ttl: float = 60.0
     result_cache_size: int = 64 * 2**20
+    event_buffer: int = 1000
     max_restarts: int = 10
     restart_window: float = 10.0
 
@@ -144,7 +155,7 @@ class _SocketActor(pykka.ThreadingActor):
             time.monotonic(),
         )
         self.engine = WorkerEngine(session, self.actor_ref, config.heartbeat * config.liveness,
-                                   config.result_ttl, config.result_cache_size)
+                                   config.result_ttl, config.result_cache_size, config.event_buffer)
         self.pool = Pool(self._start_procedure_actor, config.pool_size, self.actor_ref,
                          self.engine.actor_ready, max_restarts=config.max_restarts,
                          restart_window=config.restart_window)
@@ -263,6 +274,9 @@ class _SocketActor(pykka.ThreadingActor):
             "queued": engine.waiting,
             "in_flight": engine.running,
             "duplicates": engine.duplicates,
+            "events_sent": engine.events_sent,
+            "events_dropped": engine.events_dropped,
+            "events_buffered": len(engine._unsent_events),
             "outcomes_kept": len(engine.outcomes),
         }
 
@@ -278,6 +292,8 @@ class _SocketActor(pykka.ThreadingActor):
             self.engine.started(message.request_id)
         elif kind is Partial:
             self.engine.partial(message.request_id, message.body)
+        elif kind is Emit:
+            self.engine.emit(message.topic, message.time, message.data)
         else:
             return False
         return True
@@ -428,6 +444,7 @@ class Worker:
         result_cache_size: int = 64 * 2**20,
         max_restarts: int = 10,
         restart_window: float = 10.0,
+        event_buffer: int = 1000,
     ) -> None:
         if not (isinstance(actor_class, type) and issubclass(actor_class, ProcedureActor)):
             raise TypeError(f"actor_class must be a ProcedureActor subclass, not {actor_class!r}")
@@ -441,6 +458,8 @@ class Worker:
             raise ValueError("result_ttl and result_cache_size must be 0 or more")
         if not isinstance(max_restarts, int) or max_restarts < 0 or not restart_window > 0:
             raise ValueError("max_restarts must be an int >= 0 and restart_window > 0")
+        if not isinstance(event_buffer, int) or event_buffer < 0:
+            raise ValueError("event_buffer must be an int >= 0")
         key = resolve_key(key)
         check_endpoint(connect, key, insecure)
         self.name = name or f"{_socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -452,7 +471,7 @@ class Worker:
             name=self.name, actor_args=tuple(actor_args), actor_kwargs=dict(actor_kwargs or {}),
             max_message_size=int(max_message_size), identity=self.id.encode(), context=self._context,
             result_ttl=float(result_ttl), result_cache_size=int(result_cache_size),
-            max_restarts=max_restarts, restart_window=float(restart_window),
+            max_restarts=max_restarts, restart_window=float(restart_window), event_buffer=event_buffer,
         )
         self._ref: pykka.ActorRef[_SocketActor] | None = None
         self._lock = threading.Lock()
@@ -509,6 +528,15 @@ class Worker:
                 "worker %s stopped; ZeroMQ is still busy (resolving %s?) and is left to the "
                 "process's exit", self.name, self._config.connect,
             )
+
+    def emit(self, topic: str, data: Any = None) -> None:
+        """Send an event to every client this worker is registered with, from any thread of
+        its process; kept (the newest ``event_buffer``) while it is registered with none."""
+        ref = self._ref
+        if ref is None or self._config.stopped.is_set():
+            raise RuntimeError(f"worker {self.name} is not running")
+        limit = self._config.max_message_size
+        ref.actor_inbox.put(Envelope(make_emit(topic, data, limit)))
 
     def join(self, timeout: float | None = None) -> bool:
         """Block until the worker has stopped; False on timeout. Raises :class:`WorkerCrashed`

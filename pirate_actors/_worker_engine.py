@@ -25,6 +25,7 @@ from ._procedures import Run
 from .protocol import (
     DEADLINE,
     ENTRY_HEADER,
+    EVENT_HEADER,
     RETRYABLE,
     STARTED,
     BadCalls,
@@ -34,6 +35,7 @@ from .protocol import (
     Command,
     Entry,
     Event,
+    EventEntry,
     SessionState,
     WorkerProtocol,
     split_deadline,
@@ -99,6 +101,7 @@ class WorkerEngine:
     def __init__(
         self, session: WorkerProtocol, sink: Any, patience: float,
         result_ttl: float = DEFAULT_RESULT_TTL, result_cache_size: int = DEFAULT_RESULT_CACHE_SIZE,
+        event_buffer: int = 1000,
     ) -> None:
         self.session = session
         self.result_ttl = result_ttl
@@ -112,6 +115,13 @@ class WorkerEngine:
         """Retryable calls still running whose client went away."""
         self.duplicates = 0
         """Requests for a call already held or finished, answered without running it again."""
+        self.event_buffer = event_buffer
+        self._unsent_events: collections.deque[EventEntry] = collections.deque()
+        """Events waiting for a client to register (at most ``event_buffer``)."""
+        self._events: list[EventEntry] = []  # to go out at the next flush, first of all
+        self._events_size = 0
+        self.events_sent = 0
+        self.events_dropped = 0
         self.sink = sink
         """Where procedure actors send their answers (opaque here: the socket actor's ref)."""
         self.patience = patience
@@ -191,6 +201,8 @@ class WorkerEngine:
                         self._queue(Command.ERROR, Entry(request_id, 0, body))
             elif isinstance(event, ClientRegistered):
                 self._lost_at = None
+                while self._unsent_events:  # what was emitted while no client listened
+                    self._batch_event(self._unsent_events.popleft())
                 logger.info(
                     "worker %s registered (client heartbeat %.3g s x %d)",
                     self.session.ready.name, event.heartbeat, event.liveness,
@@ -460,6 +472,47 @@ class WorkerEngine:
         elif self._waiting and self._idle:
             self._dispatch()
 
+    # -- events
+
+    def emit(self, topic: str, when: float, data: bytes) -> None:
+        """An event for the client: sent at the next flush, or kept (the newest
+        ``event_buffer``) until a client registers."""
+        entry = EventEntry(topic, when, data)
+        if self.session.can_send(Command.EVENT) and self.session.connection_up:
+            self._batch_event(entry)
+        else:
+            self._keep_event(entry)
+
+    def _keep_event(self, entry: EventEntry) -> None:
+        if len(self._unsent_events) >= self.event_buffer:
+            if not self._unsent_events:
+                self.events_dropped += 1
+                return  # (event_buffer=0: nothing is kept)
+            self._unsent_events.popleft()
+            self.events_dropped += 1
+        self._unsent_events.append(entry)
+
+    def _batch_event(self, entry: EventEntry) -> None:
+        size = EVENT_HEADER + len(entry.topic.encode()) + len(entry.data)
+        limit = self._batch_limit()
+        if size > limit:
+            self.events_dropped += 1
+            logger.warning("an event on %r of %d bytes exceeds max_message_size; dropped", entry.topic, size)
+            return
+        if self._events and self._events_size + size > limit:
+            self._flush_events(self._now)
+        self._events.append(entry)
+        self._events_size += size
+
+    def _flush_events(self, now: float) -> None:
+        events, self._events, self._events_size = self._events, [], 0
+        if self.session.can_send(Command.EVENT) and self.session.connection_up:
+            self.out.append(self.session.events(events, now))
+            self.events_sent += len(events)
+        else:  # the client went away meanwhile: keep them for the next one
+            for entry in events:
+                self._keep_event(entry)
+
     # -- dispatch and answers
 
     def _dispatch(self) -> None:
@@ -500,6 +553,8 @@ class WorkerEngine:
         """Turn what is batched into frames in :attr:`out`: every "started" still owed and every
         partial first, then replies, then errors, so each call's partials precede its answer."""
         self._now = now
+        if self._events:
+            self._flush_events(now)  # first: an event emitted before a reply arrives before it
         if self._unannounced:
             calls = self.calls
             for request_id in self._unannounced:
@@ -513,6 +568,8 @@ class WorkerEngine:
             self._flush_batch(now)
 
     def _flush_batch(self, now: float) -> None:
+        if self._events:
+            self._flush_events(now)  # events emitted before these answers go first
         session = self.session
         for command, entries in self._batch.items():
             if entries:

@@ -18,9 +18,12 @@ from .._errors import AuthenticationError, ProtocolError
 from ._wire import (
     SESSION_SIZE,
     Calls,
+    Capacity,
     Command,
     Disconnect,
     Entry,
+    EventEntry,
+    Events,
     FrameCodec,
     Heartbeat,
     MalformedCalls,
@@ -31,6 +34,7 @@ from ._wire import (
 __all__ = [
     "BadCalls",
     "CallsReceived",
+    "EventsReceived",
     "ClientLost",
     "ClientProtocol",
     "ClientRegistered",
@@ -121,6 +125,14 @@ class BadCalls:
     peer: bytes = b""
 
 
+@dataclass(slots=True)
+class EventsReceived:
+    """Client side: events from a registered worker, in the order it emitted them."""
+
+    peer: bytes
+    entries: tuple[EventEntry, ...]
+
+
 @dataclass(frozen=True)
 class WorkerRegistered:
     """Client side: a worker (re)announced itself."""
@@ -146,7 +158,7 @@ class WorkerGone:
     worker: WorkerPeer | None = field(default=None, compare=False, repr=False)
 
 
-Event = Union[ClientRegistered, ClientLost, CallsReceived, BadCalls,
+Event = Union[ClientRegistered, ClientLost, CallsReceived, BadCalls, EventsReceived,
               WorkerRegistered, WorkerLeaving, WorkerGone]
 
 
@@ -204,9 +216,9 @@ _WORKER_TRANSITIONS: dict[tuple[SessionState, str], SessionState] = {
 _WORKER_SENDS: dict[SessionState, frozenset[Command]] = {
     _W.WAITING: frozenset({Command.READY, Command.DISCONNECT}),
     _W.REGISTERED: frozenset({Command.HEARTBEAT, Command.PARTIAL, Command.REPLY, Command.ERROR,
-                              Command.DISCONNECT}),
+                              Command.EVENT, Command.CAPACITY, Command.DISCONNECT}),
     _W.LEAVING: frozenset({Command.HEARTBEAT, Command.PARTIAL, Command.REPLY, Command.ERROR,
-                           Command.DISCONNECT}),
+                           Command.EVENT, Command.DISCONNECT}),
     _W.CLOSED: frozenset(),
 }
 """What each state may send."""
@@ -283,6 +295,14 @@ class WorkerProtocol:
     def calls(self, command: Command, entries: Sequence[Entry], now: float) -> list[bytes]:
         """PARTIAL, REPLY or ERROR entries for the client (REGISTERED or LEAVING)."""
         return self._out(command, Calls(command, tuple(entries)), now)
+
+    def events(self, entries: Sequence[EventEntry], now: float) -> list[bytes]:
+        """EVENT: events for the client (REGISTERED or LEAVING)."""
+        return self._out(Command.EVENT, Events(tuple(entries)), now)
+
+    def capacity(self, capacity: int, now: float) -> list[bytes]:
+        """CAPACITY: the calls this worker now holds for this client at most (REGISTERED)."""
+        return self._out(Command.CAPACITY, Capacity(capacity), now)
 
     def leave(self, now: float) -> list[list[bytes]]:
         """No new calls please: DISCONNECT (not final) if a client knows us, then LEAVING."""
@@ -426,9 +446,12 @@ class WorkerPeer:
     calls: set[int] = field(default_factory=set)
     procedures: frozenset[str] = field(init=False)
     """``ready.procedures`` as a set, for dispatch."""
+    capacity: int = field(init=False)
+    """What the worker offers this client now: READY's, then each CAPACITY's."""
 
     def __post_init__(self) -> None:
         self.procedures = frozenset(self.ready.procedures)
+        self.capacity = self.ready.capacity
 
     @property
     def leaving(self) -> bool:
@@ -437,7 +460,7 @@ class WorkerPeer:
     @property
     def free(self) -> int:
         """Calls it would still take (0 while leaving)."""
-        return 0 if self.state is WorkerState.LEAVING else self.ready.capacity - len(self.calls)
+        return 0 if self.state is WorkerState.LEAVING else self.capacity - len(self.calls)
 
 
 class ClientProtocol:
@@ -526,6 +549,11 @@ class ClientProtocol:
             Command.PARTIAL, Command.REPLY, Command.ERROR
         ):
             return [CallsReceived(message.command, message.entries, peer)], []
+        if isinstance(message, Events):
+            return [EventsReceived(peer, message.entries)], []
+        if isinstance(message, Capacity):
+            worker.capacity = message.capacity
+            return [], []
         self.stats.malformed += 1
         logger.warning("dropped an unexpected %s from %s", type(message).__name__, who)
         return [], []

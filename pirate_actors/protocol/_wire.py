@@ -20,6 +20,10 @@ from .._errors import AuthenticationError, ProtocolError
 
 __all__ = [
     "CALLS_HEADER",
+    "Capacity",
+    "EVENT_HEADER",
+    "EventEntry",
+    "Events",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "ENTRY_HEADER",
     "MAC_SIZE",
@@ -43,7 +47,7 @@ __all__ = [
     "with_deadline",
 ]
 
-SIGNATURE = b"PIRATE-ACTORS/2"
+SIGNATURE = b"PIRATE-ACTORS/3"
 """First bytes of every message: the protocol name and major version."""
 
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 2**20
@@ -54,6 +58,8 @@ _BODY = len(SIGNATURE) + 1  # where the body starts: after the signature and the
 _HEARTBEAT = struct.Struct("!dI")  # interval in seconds, liveness
 _HEARTBEAT_SIZED = struct.Struct("!dIQ")  # ... and the sender's max_message_size
 _HEARTBEAT_SESSION = struct.Struct("!dIQ16s")  # ... and the client's session id
+_EVENT = struct.Struct("!HdI")  # topic length, emit time, data length
+_CAPACITY = struct.Struct("!I")
 _DEADLINE = struct.Struct("!d")  # a REQUEST's seconds left, before its body (Flag.DEADLINE)
 SESSION_SIZE = _HEARTBEAT_SESSION.size - _HEARTBEAT_SIZED.size
 """Bytes of a client's session id (random per Client, sent in its HEARTBEATs)."""
@@ -64,6 +70,8 @@ CALLS_HEADER = _BODY + _COUNT.size
 """Bytes of a call-carrying message before its first entry header: signature, command, count."""
 ENTRY_HEADER = _ENTRY.size
 """Bytes each entry adds besides its body: request id, flags, body length."""
+EVENT_HEADER = _EVENT.size
+"""Bytes each event adds besides its topic and data: their lengths and the emit time."""
 
 
 class Command(enum.IntEnum):
@@ -77,6 +85,10 @@ class Command(enum.IntEnum):
     CANCEL = 6
     HEARTBEAT = 7
     DISCONNECT = 8
+    EVENT = 9
+    """Worker → client: events, which belong to no call."""
+    CAPACITY = 10
+    """Worker → client: the calls the worker now offers this client (several clients share it)."""
 
 
 class Flag(enum.IntFlag):
@@ -173,7 +185,30 @@ class Calls:
     entries: tuple[Entry, ...]
 
 
-Message = Union[Ready, Heartbeat, Disconnect, Calls]
+@dataclass(slots=True)
+class EventEntry:
+    """One event: its topic, the worker's ``time.time()`` at ``emit``, and its pickled data."""
+
+    topic: str
+    time: float
+    data: bytes
+
+
+@dataclass(slots=True)
+class Events:
+    """EVENT: one or more events, in the order they were emitted."""
+
+    entries: tuple[EventEntry, ...]
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """CAPACITY: how many calls the worker now holds for this client at most."""
+
+    capacity: int
+
+
+Message = Union[Ready, Heartbeat, Disconnect, Calls, Events, Capacity]
 
 
 class MalformedCalls(ProtocolError):
@@ -249,6 +284,15 @@ class FrameCodec:
             if message.idempotent:
                 info["idempotent"] = list(message.idempotent)
             parts = [SIGNATURE, _COMMAND_BYTES[Command.READY], json.dumps(info).encode()]
+        elif isinstance(message, Events):
+            events = message.entries
+            topics = [e.topic.encode() for e in events]
+            parts = [SIGNATURE, _COMMAND_BYTES[Command.EVENT], _COUNT.pack(len(events))]
+            parts += [_EVENT.pack(len(t), e.time, len(e.data)) for t, e in zip(topics, events)]
+            for topic, event in zip(topics, events):
+                parts += [topic, event.data]
+        elif isinstance(message, Capacity):
+            parts = [SIGNATURE, _COMMAND_BYTES[Command.CAPACITY], _CAPACITY.pack(message.capacity)]
         else:
             parts = [SIGNATURE, _COMMAND_BYTES[Command.DISCONNECT], b"\x01" if message.final else b"\x00"]
         frame = b"".join(parts)
@@ -303,6 +347,12 @@ class FrameCodec:
             if payload not in (b"\x00", b"\x01"):
                 raise ProtocolError("DISCONNECT body must be one byte 0 or 1")
             return Disconnect(final=payload == b"\x01")
+        if command is Command.EVENT:
+            return _decode_events(payload)
+        if command is Command.CAPACITY:
+            if len(payload) != _CAPACITY.size:
+                raise ProtocolError("CAPACITY body has the wrong size")
+            return Capacity(_CAPACITY.unpack(payload)[0])
         return _decode_ready(payload)
 
 
@@ -359,6 +409,28 @@ def _decode_ready(payload: bytes) -> Ready:
         raise ProtocolError("READY idempotent is not a list of procedure names")
     return Ready(name, capacity, interval, liveness, tuple(procedures), incarnation, max_size,
                  tuple(idempotent))
+
+
+def _decode_events(body: bytes) -> Events:
+    """``count``, ``count`` event headers, then each event's topic and data in header order."""
+    count = _COUNT.unpack_from(body)[0] if len(body) >= _COUNT.size else 0
+    data_at = _COUNT.size + count * _EVENT.size
+    if not count or len(body) < data_at:
+        raise ProtocolError("EVENT has no readable header")
+    header = list(_EVENT.iter_unpack(body[_COUNT.size:data_at]))
+    if len(body) - data_at != sum(h[0] + h[2] for h in header):
+        raise ProtocolError("EVENT lengths do not match its body")
+    entries = []
+    offset = data_at
+    for topic_length, when, data_length in header:
+        try:
+            topic = body[offset:offset + topic_length].decode()
+        except UnicodeDecodeError:
+            raise ProtocolError("an EVENT topic is not UTF-8") from None
+        offset += topic_length
+        entries.append(EventEntry(topic, when, body[offset:offset + data_length]))
+        offset += data_length
+    return Events(tuple(entries))
 
 
 def _decode_calls(command: Command, body: memoryview) -> Calls:

@@ -74,6 +74,12 @@ class FaultProcedures(ProcedureActor):
         with open(log) as file:
             return len(file.readlines())
 
+    def emit_many(self, n: int, topic: str = "tick") -> int:
+        """Emit events ``0 … n-1`` on ``topic``, then return ``n``."""
+        for i in range(n):
+            self.emit(topic, i)
+        return n
+
     def record(self, path: str) -> bool:
         """Create ``path``: proof that this call ran."""
         with open(path, "x"):

@@ -82,7 +82,7 @@ def test_every_message_is_one_frame_the_signature_a_command_byte_its_body_and_a_
     frames = FrameCodec(key).encode(MESSAGES[name])
     assert len(frames) == 1 and isinstance(frames[0], bytes)
     signature, command, body, mac = split(frames, key)
-    assert signature == SIGNATURE == b"PIRATE-ACTORS/2"
+    assert signature == SIGNATURE == b"PIRATE-ACTORS/3"
     assert command == COMMAND_OF[name]
     assert len(mac) == (32 if key else 0)
     assert FrameCodec(key).encode(MESSAGES[name]) == frames  # deterministic
@@ -91,9 +91,9 @@ def test_every_message_is_one_frame_the_signature_a_command_byte_its_body_and_a_
 def test_command_bytes_are_the_documented_values() -> None:
     assert {c.name: c.value for c in Command} == {
         "READY": 1, "REQUEST": 2, "PARTIAL": 3, "REPLY": 4,
-        "ERROR": 5, "CANCEL": 6, "HEARTBEAT": 7, "DISCONNECT": 8,
+        "ERROR": 5, "CANCEL": 6, "HEARTBEAT": 7, "DISCONNECT": 8, "EVENT": 9, "CAPACITY": 10,
     }
-    assert int(Flag.STARTED) == 1
+    assert (int(Flag.STARTED), int(Flag.RETRYABLE), int(Flag.DEADLINE)) == (1, 2, 4)
 
 
 def test_a_call_body_is_a_count_then_request_id_flags_and_body_length_in_network_byte_order() -> None:
@@ -269,7 +269,7 @@ def test_docs_protocol_md_gives_every_command_its_byte_and_the_layouts_the_code_
     doc = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text(encoding="utf-8")
     for command in Command:
         assert f"| 0x{command.value:02x} | {command.name}" in doc
-    for fact in ("PIRATE-ACTORS/2", "!QBI", "!I", "!dI", "HMAC-SHA256", "compare_digest", "STARTED",
+    for fact in ("PIRATE-ACTORS/3", "!QBI", "!I", "!dI", "HMAC-SHA256", "compare_digest", "STARTED",
                  "incarnation", "max_message_size", "zmq.MAXMSGSIZE", "one frame"):
         assert fact in doc
 

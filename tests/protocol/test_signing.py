@@ -158,7 +158,7 @@ def test_a_badly_signed_body_that_would_break_the_parser_is_rejected_as_unauthen
 def test_a_wrong_signature_is_malformed_even_with_a_key_it_is_checked_first() -> None:
     [frame] = FrameCodec(KEY).encode(Heartbeat(1.0, 3))
     older = b"PIRATE-ACTORS/1" + frame[len(SIGNATURE):]
-    with pytest.raises(ProtocolError, match="not a PIRATE-ACTORS/2 message") as caught:
+    with pytest.raises(ProtocolError, match="not a PIRATE-ACTORS/3 message") as caught:
         FrameCodec(KEY).decode([older])
     assert not isinstance(caught.value, AuthenticationError)
 
