@@ -186,8 +186,14 @@ class WorkerEngine:
 
     def connection(self, up: bool, now: float) -> None:
         """The socket monitor saw a connection come up (a client (re)appeared) or drop."""
-        events = self.session.connected(now) if up else self.session.disconnected()
+        session = self.session
+        events = session.connected(now) if up else session.disconnected()
         self._handle(events, now)
+        if up and session.can_send(Command.READY):
+            # READY now, before anything is read from the new connection: a HEARTBEAT the
+            # client sent earlier would register this worker, and then no READY would tell
+            # the client that the calls it sent before are lost (the new incarnation).
+            self.out.append(session.ready_frames(now))
         self.deadline = self._next_deadline()
 
     def _handle(self, events: list[Event], now: float) -> None:

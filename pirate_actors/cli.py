@@ -13,6 +13,7 @@ import importlib
 import json
 import logging
 import os
+import queue
 import signal
 import sys
 import threading
@@ -36,7 +37,7 @@ from pirate_actors import (
     WorkerLost,
 )
 
-__all__ = ["call_main", "worker_main"]
+__all__ = ["call_main", "listen_main", "worker_main"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the procedure raised, or a ProtocolError
@@ -693,3 +694,85 @@ def _run_calls(
         _print_error(f"interrupted by {signal.Signals(signalled[0]).name}; the call was cancelled")
         return 128 + signalled[0]  # the one call asked for never finished: say it was interrupted
     return caller.outcome.exit_code
+
+
+# --- pirate-listen ---
+
+
+def _listen_parser() -> argparse.ArgumentParser:
+    """The options of pirate-listen (SPEC §11)."""
+    parser = _Parser(
+        prog="pirate-listen",
+        description="Bind ENDPOINT and print each event the workers there emit, one per line "
+        "(TOPIC DATA-repr, or a JSON object with --json), until SIGINT/SIGTERM (exit 0) or "
+        "--count events. Exit code 2: usage or local set-up error.",
+    )
+    parser.add_argument(
+        "endpoint", metavar="ENDPOINT", help="the endpoint to bind, e.g. tcp://127.0.0.1:5550"
+    )
+    parser.add_argument(
+        "--topic", metavar="PREFIX", default="", help="only events whose topic starts with PREFIX"
+    )
+    parser.add_argument(
+        "--count", metavar="N", type=_count, default=-1,
+        help="stop after N events (default: -1, until SIGINT/SIGTERM)",
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object per event")
+    _add_common_options(parser, quiet_help="log warnings and errors only")
+    return parser
+
+
+def _event_line(event: Any, as_json: bool) -> str:
+    """One event as pirate-listen prints it."""
+    if not as_json:
+        return f"{event.topic} {event.data!r}"
+    record: dict[str, Any] = {"topic": event.topic, "worker": event.worker, "time": event.time}
+    try:
+        json.dumps(event.data)
+        record["data"] = event.data
+    except (TypeError, ValueError):
+        record["data_repr"] = repr(event.data)  # JSON cannot express it: say what it was
+    return json.dumps(record)
+
+
+def listen_main(argv: Sequence[str] | None = None) -> int:
+    """Run ``pirate-listen``: bind, print events until interrupted or ``--count``; exit code."""
+    parser = _listen_parser()
+    try:
+        options = parser.parse_args(argv)
+    except SystemExit as exc:
+        return _exit_code(exc)
+    _configure_logging(options.verbose, options.quiet, library_level=logging.WARNING)
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())  # so events carrying the user's own types can be rebuilt
+    try:
+        client = Client(options.endpoint, key=_read_key(options.key_file), insecure=options.insecure)
+    except (UsageError, ValueError) as exc:
+        return _usage_error(parser.prog, str(exc))
+    try:
+        client.start()
+    except (OSError, zmq.ZMQError, ValueError) as exc:
+        return _usage_error(parser.prog, f"cannot bind {options.endpoint}: {exc}")
+    events = client.events(options.topic)  # before saying so: no event is missed after the line
+    stop = threading.Event()
+    previous = _install_signal_handlers(lambda signum, frame: stop.set())
+    logging.getLogger("pirate-listen").info(
+        "listening on %s for events%s", client.endpoint,
+        f" on topics starting with {options.topic!r}" if options.topic else "",
+    )
+    try:
+        left = options.count
+        while left != 0 and not stop.is_set():
+            try:
+                event = events.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            print(_event_line(event, options.json), flush=True)
+            if left > 0:
+                left -= 1
+    except BrokenPipeError:
+        pass  # the reader went away (`| head`)
+    finally:
+        _restore_signal_handlers(previous)
+        client.close()
+    return EXIT_OK

@@ -263,3 +263,17 @@ def test_retired_actors_do_not_count_as_deaths() -> None:
         pool.retire(urn)
         pool.exited(urn)
     assert pool.crashed is None and pool.live_actors() == 2
+
+
+def test_a_new_connection_gets_ready_at_once_even_if_a_heartbeat_registers_the_worker_first() -> None:
+    # A client that froze, and was given up, thaws: its HEARTBEAT may come in on the worker's
+    # fresh connection before the worker's next tick. The READY with the new incarnation must
+    # still go out, or the client never learns its earlier calls were abandoned.
+    h = Harness()
+    h.lose_client()
+    h.engine.out.clear()
+    h.engine.connection(True, h.now)
+    h.engine.receive(h.codec.encode(Heartbeat(10.0, 3, 0, SESSION)), h.now)
+    assert h.engine.session.registered
+    readies = [m for m in (h.codec.decode(f) for f in h.engine.out) if isinstance(m, Ready)]
+    assert [r.incarnation for r in readies] == [1]
