@@ -57,7 +57,7 @@ class _Driver:
             client.timeout, time.monotonic(), client.retries,
         )
         self.loop = SocketLoop(client._mailbox, self)
-        self.loop.set_socket(socket)
+        self.loop.add(socket, self.on_frames)
         self.closing = False
 
     # -- the loop's driver interface

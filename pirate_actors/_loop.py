@@ -1,12 +1,13 @@
-"""The one socket loop both sides run: poll a socket and a mailbox's fd, read in bounded
+"""The one socket loop both sides run: poll sockets and a mailbox's fd, read in bounded
 batches, run timers when due, and hand everything else to a driver.
 
-A driver is the thin adapter between this loop and a call engine (``_client.py``'s client
+A driver is the thin adapter between this loop and the call engines (``_client.py``'s client
 thread, ``_worker.py``'s socket actor). The loop knows nothing of calls or the protocol; the
-driver knows nothing of polling. Each turn: the driver flushes (sends what its engine batched),
-the loop sleeps until the socket, the mailbox or another watched socket stirs or the driver's
-wake-up time comes, reads the socket (at most a batch: see :func:`drain`), lets the driver run
-its timers, and lets it take its mailbox; the loop ends when the driver says so.
+driver knows nothing of polling. Each turn: the driver flushes (sends what its engines batched),
+the loop sleeps until a socket, the mailbox or a watched socket stirs or the driver's wake-up
+time comes, reads each socket that has messages (at most a batch: see :func:`drain`) into its
+handler, lets the driver run its timers, and lets it take its mailbox; the loop ends when the
+driver says so. The client reads one socket; a worker one per client it serves.
 """
 
 from __future__ import annotations
@@ -31,9 +32,6 @@ class Driver(Protocol):
     def wake_at(self) -> float:
         """The latest time the loop may sleep until (``inf``: no deadline)."""
 
-    def on_frames(self, frames: list[bytes]) -> None:
-        """One message read from the socket."""
-
     def on_wake(self, now: float, drained: bool) -> None:
         """After reading: run the timers that are due (``drained``: no unread backlog)."""
 
@@ -42,25 +40,27 @@ class Driver(Protocol):
 
 
 class SocketLoop:
-    """Polls one main socket, any extra sockets and a mailbox's wake-up fd, for one driver.
+    """Polls sockets of messages, watched sockets and a mailbox's wake-up fd, for one driver.
 
-    The main socket can be replaced (the worker reconnects with a fresh one); extra sockets
-    (the worker's socket monitor) have a handler each."""
+    A socket of messages (``add``) is read in bounded batches, each message to its handler; it
+    can be removed and replaced (the worker reconnects with a fresh one). A watched socket (the
+    worker's socket monitor) has a handler that reads it itself."""
 
     def __init__(self, mailbox: Mailbox[Any], driver: Driver) -> None:
         self.mailbox = mailbox
         self.driver = driver
         self.poller = zmq.Poller()
         self.poller.register(mailbox.fd, zmq.POLLIN)
-        self.socket: zmq.Socket[bytes] | None = None
+        self._sockets: dict[zmq.Socket[bytes], Callable[[list[bytes]], object]] = {}
         self._extra: dict[zmq.Socket[bytes], Callable[[], None]] = {}
 
-    def set_socket(self, socket: zmq.Socket[bytes] | None) -> None:
-        if self.socket is not None:
-            self.poller.unregister(self.socket)
-        self.socket = socket
-        if socket is not None:
-            self.poller.register(socket, zmq.POLLIN)
+    def add(self, socket: zmq.Socket[bytes], on_frames: Callable[[list[bytes]], object]) -> None:
+        self._sockets[socket] = on_frames
+        self.poller.register(socket, zmq.POLLIN)
+
+    def remove(self, socket: zmq.Socket[bytes]) -> None:
+        if self._sockets.pop(socket, None) is not None:
+            self.poller.unregister(socket)
 
     def watch(self, socket: zmq.Socket[bytes], handler: Callable[[], None]) -> None:
         self._extra[socket] = handler
@@ -88,8 +88,10 @@ class SocketLoop:
                 for extra, handler in list(self._extra.items()):
                     if extra in ready:
                         handler()
-            socket = self.socket
-            drained = socket is None or socket not in ready or drain(socket, driver.on_frames)
+            drained = True
+            for socket, on_frames in list(self._sockets.items()):
+                if socket in ready and not drain(socket, on_frames):
+                    drained = False
             driver.on_wake(time.monotonic(), drained)
             if not driver.on_inbox():
                 return

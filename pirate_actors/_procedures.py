@@ -45,6 +45,8 @@ class Run:
     deadline: float | None = None
     """``time.monotonic()`` after which the call must not start (None: no deadline)."""
     cancelled: bool = False
+    lane: int = 0
+    """Which of the worker's clients sent it (answers carry it back)."""
 
 
 @dataclass(slots=True)
@@ -52,6 +54,7 @@ class Started:
     """Procedure actor → socket actor: the call began."""
 
     request_id: int
+    lane: int = 0
 
 
 @dataclass(slots=True)
@@ -60,6 +63,7 @@ class Partial:
 
     request_id: int
     body: bytes
+    lane: int = 0
 
 
 @dataclass(slots=True)
@@ -70,6 +74,7 @@ class Done:
     command: Command
     body: bytes
     actor_urn: str
+    lane: int = 0
 
 
 @dataclass(slots=True)
@@ -107,11 +112,11 @@ def _tell(sink: ActorRef[Any], message: Any) -> None:
     sink.actor_inbox.put(Envelope(message))
 
 
-def _tell_started(sink: ActorRef[Any], request_id: int) -> None:
+def _tell_started(sink: ActorRef[Any], request_id: int, lane: int) -> None:
     """Tell the socket actor a call started, without waking it if its inbox allows."""
     inbox = sink.actor_inbox
     put = getattr(inbox, "put_quietly", inbox.put)
-    put(Envelope(Started(request_id)))
+    put(Envelope(Started(request_id, lane)))
 
 
 spawning = threading.local()
@@ -184,7 +189,7 @@ class ProcedureActor(pykka.ThreadingActor):
                 f"partial message of {len(body)} bytes exceeds max_message_size "
                 f"(at most {current.max_body} bytes fit)"
             )
-        _tell(current.sink, Partial(current.request_id, body))
+        _tell(current.sink, Partial(current.request_id, body, current.lane))
 
     def emit(self, topic: str, data: Any = None) -> None:
         """Send an event to every client this worker is registered with (it belongs to no
@@ -216,22 +221,22 @@ class ProcedureActor(pykka.ThreadingActor):
         try:
             procedure, args, kwargs = _codec.loads(run.body)
         except BaseException as exc:  # noqa: BLE001 - even SystemExit from a __setstate__
-            _tell_started(sink, run.request_id)
+            _tell_started(sink, run.request_id, run.lane)
             body = _codec.dump_error(ErrorKind.PROTOCOL, "ProtocolError", f"undecodable call: {exc!r}")
-            _tell(sink, Done(run.request_id, Command.ERROR, body, self.actor_urn))
+            _tell(sink, Done(run.request_id, Command.ERROR, body, self.actor_urn, run.lane))
             return
         if not isinstance(procedure, str) or procedure not in procedures_of(type(self)):
             body = _codec.dump_error(
                 ErrorKind.UNKNOWN, "UnknownProcedure",
                 f"no procedure {procedure!r} on {type(self).__name__}",
             )
-            _tell(sink, Done(run.request_id, Command.ERROR, body, self.actor_urn))
+            _tell(sink, Done(run.request_id, Command.ERROR, body, self.actor_urn, run.lane))
             return
         if run.deadline is not None and time.monotonic() >= run.deadline:
             body = _codec.dump_exception(CallTimeout(f"{procedure!r} was not started: its deadline had passed"))
-            _tell(sink, Done(run.request_id, Command.ERROR, body, self.actor_urn))
+            _tell(sink, Done(run.request_id, Command.ERROR, body, self.actor_urn, run.lane))
             return
-        _tell_started(sink, run.request_id)
+        _tell_started(sink, run.request_id, run.lane)
         self.__current = run
         fatal = False
         try:
@@ -245,7 +250,7 @@ class ProcedureActor(pykka.ThreadingActor):
             self.__exit_reason = f"procedure {procedure!r} raised {exc!r}"
         finally:
             self.__current = None
-        _tell(sink, Done(run.request_id, command, body, self.actor_urn))
+        _tell(sink, Done(run.request_id, command, body, self.actor_urn, run.lane))
         if fatal:
             logger.warning("procedure %s raised a BaseException; replacing its actor", procedure)
             self.stop()

@@ -42,8 +42,15 @@ from ._procedures import (
 )
 from ._security import check_endpoint, resolve_key
 from ._supervisor import Pool
-from ._worker_engine import CallState, WorkerEngine
-from .protocol import DEFAULT_MAX_MESSAGE_SIZE, FrameCodec, Ready, WorkerProtocol, check_settings
+from ._worker_engine import CallState, Lanes, WorkerEngine
+from .protocol import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    EventEntry,
+    FrameCodec,
+    Ready,
+    WorkerProtocol,
+    check_settings,
+)
 
 __all__ = ["Worker"]
 
@@ -100,7 +107,7 @@ class _SocketInbox:
 @dataclass(frozen=True)
 class _Config:
     actor_class: type[ProcedureActor]
-    connect: str
+    connect: tuple[str, ...]
     pool_size: int
     capacity: int
     key: bytes | None
@@ -133,8 +140,19 @@ class _GetStats:
     """Ask the socket actor for its counters (tests and diagnostics)."""
 
 
+class _Lane:
+    """One client endpoint of the worker: its engine, its DEALER socket and that socket's monitor."""
+
+    def __init__(self, endpoint: str, engine: WorkerEngine) -> None:
+        self.endpoint = endpoint
+        self.engine = engine
+        self.socket: zmq.Socket[bytes] | None = None
+        self.monitor: zmq.Socket[bytes] | None = None
+
+
 class _SocketActor(pykka.ThreadingActor):
-    """Owns the DEALER socket; drives the worker engine and the pool (the loop's driver)."""
+    """Owns the DEALER sockets (one per client endpoint); drives their engines and the pool
+    (the loop's driver)."""
 
     use_daemon_thread = True
 
@@ -147,21 +165,24 @@ class _SocketActor(pykka.ThreadingActor):
         self.config = config
         self.inbox: _SocketInbox = self.actor_inbox  # type: ignore[assignment]
         procedures = tuple(sorted(procedures_of(config.actor_class)))
-        session = WorkerProtocol(
-            FrameCodec(config.key, config.max_message_size),
-            Ready(config.name, config.capacity, config.heartbeat, config.liveness, procedures,
-                  max_message_size=config.max_message_size,
-                  idempotent=tuple(sorted(idempotent_of(config.actor_class)))),
-            time.monotonic(),
-        )
-        self.engine = WorkerEngine(session, self.actor_ref, config.heartbeat * config.liveness,
-                                   config.result_ttl, config.result_cache_size, config.event_buffer)
+        ready = Ready(config.name, config.capacity, config.heartbeat, config.liveness, procedures,
+                      max_message_size=config.max_message_size,
+                      idempotent=tuple(sorted(idempotent_of(config.actor_class))))
+        self.lanes = Lanes(config.capacity, config.event_buffer)
+        now = time.monotonic()
+        self.lane_list = [
+            _Lane(endpoint, WorkerEngine(
+                WorkerProtocol(FrameCodec(config.key, config.max_message_size), ready, now),
+                self.actor_ref, config.heartbeat * config.liveness, config.result_ttl,
+                config.result_cache_size, config.event_buffer, self.lanes,
+            ))
+            for endpoint in config.connect
+        ]
+        self.engines = [lane.engine for lane in self.lane_list]
         self.pool = Pool(self._start_procedure_actor, config.pool_size, self.actor_ref,
-                         self.engine.actor_ready, max_restarts=config.max_restarts,
+                         self.lanes.actor_ready, max_restarts=config.max_restarts,
                          restart_window=config.restart_window)
         self.loop = SocketLoop(self.inbox.mailbox, self)
-        self.socket: zmq.Socket[bytes] | None = None
-        self.monitor: zmq.Socket[bytes] | None = None
         self._stopping = False
 
     # -- life cycle
@@ -169,12 +190,13 @@ class _SocketActor(pykka.ThreadingActor):
     def on_start(self) -> None:
         config = self.config
         try:
-            self._open_socket()
+            for lane in self.lane_list:
+                self._open_socket(lane)
             self.pool.fill()
             logger.info(
                 "worker %s serving %s from %s, connecting to %s",
-                config.name, ", ".join(self.engine.session.ready.procedures) or "(nothing)",
-                config.actor_class.__qualname__, config.connect,
+                config.name, ", ".join(self.engines[0].session.ready.procedures) or "(nothing)",
+                config.actor_class.__qualname__, ", ".join(config.connect),
             )
         except BaseException:
             self._shutdown()  # Pykka calls no on_failure for a failed on_start
@@ -182,8 +204,8 @@ class _SocketActor(pykka.ThreadingActor):
         finally:
             config.started.set()
 
-    def _open_socket(self) -> None:
-        """Create and connect the DEALER socket and its monitor (in this actor's thread)."""
+    def _open_socket(self, lane: _Lane) -> None:
+        """Create and connect a lane's DEALER socket and its monitor (in this actor's thread)."""
         config = self.config
         sock = config.context.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 500)
@@ -196,32 +218,33 @@ class _SocketActor(pykka.ThreadingActor):
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, config.max_message_size)
         sock.setsockopt(zmq.ROUTING_ID, config.identity)
-        self.monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
-        sock.connect(config.connect)
-        self.socket = sock
-        self.loop.set_socket(sock)
-        self.loop.watch(self.monitor, self._on_monitor)
+        monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
+        sock.connect(lane.endpoint)
+        lane.socket, lane.monitor = sock, monitor
+        engine = lane.engine
+        self.loop.add(sock, lambda frames: engine.receive(frames, time.monotonic()))
+        self.loop.watch(monitor, lambda: self._on_monitor(lane))
 
-    def _close_socket(self, linger: int | None = None) -> None:
-        if self.socket is not None:
-            self.loop.set_socket(None)
-            self.socket.disable_monitor()
-            self.socket.close(linger)
-            self.socket = None
-        if self.monitor is not None:
-            self.loop.unwatch(self.monitor)
-            self.monitor.close(linger=0)
-            self.monitor = None
+    def _close_socket(self, lane: _Lane, linger: int | None = None) -> None:
+        if lane.socket is not None:
+            self.loop.remove(lane.socket)
+            lane.socket.disable_monitor()
+            lane.socket.close(linger)
+            lane.socket = None
+        if lane.monitor is not None:
+            self.loop.unwatch(lane.monitor)
+            lane.monitor.close(linger=0)
+            lane.monitor = None
 
-    def _reconnect(self) -> None:
+    def _reconnect(self, lane: _Lane) -> None:
         """Paranoid Pirate: after the client fell silent, start over with a fresh socket.
 
         libzmq does not reconnect a session it ended for a protocol error (e.g. a message
         beyond MAXMSGSIZE), so waiting on the old socket could wait forever."""
-        self.engine.reconnect_wanted = False
-        self._close_socket(linger=0)
-        self.engine.connection(False, time.monotonic())
-        self._open_socket()
+        lane.engine.reconnect_wanted = False
+        self._close_socket(lane, linger=0)
+        lane.engine.connection(False, time.monotonic())
+        self._open_socket(lane)
 
     def _start_procedure_actor(self) -> pykka.ActorRef[Any]:
         return self.config.actor_class.start(*self.config.actor_args, **self.config.actor_kwargs)
@@ -233,13 +256,16 @@ class _SocketActor(pykka.ThreadingActor):
         self._shutdown()
 
     def _shutdown(self) -> None:
-        engine = self.engine
-        engine.close()
+        for engine in self.engines:
+            engine.close()
         self.config.stopping_actors.extend(self.pool.close())
-        if self.socket is not None and not engine.finished:
-            engine.out.extend(engine.session.close(time.monotonic()))
-            self._send_out()
-        self._close_socket()
+        now = time.monotonic()
+        for lane in self.lane_list:
+            engine = lane.engine
+            if lane.socket is not None and not engine.finished:
+                engine.out.extend(engine.session.close(now))
+                self._send_out(lane)
+            self._close_socket(lane)
         self.inbox.mailbox.close()
         self.config.stopped.set()
 
@@ -251,49 +277,53 @@ class _SocketActor(pykka.ThreadingActor):
         elif self._answer(message):
             pass
         elif isinstance(message, Exited):
-            self.engine.actor_exited(message.actor_urn, message.unrun)
+            self.lanes.actor_exited(message.actor_urn, message.unrun)
             self.pool.exited(message.actor_urn, message.reason)
             self._check_crash()
         elif isinstance(message, _BeginStop):
-            self.engine.leave(time.monotonic(), message.timeout)
+            now = time.monotonic()
+            for engine in self.engines:
+                engine.leave(now, message.timeout)
         elif isinstance(message, _GetStats):
             return self._stats()
         return None
 
     def _stats(self) -> dict[str, Any]:
-        engine, stats = self.engine, self.engine.session.stats
+        engines = self.engines
+        sessions = [e.session.stats for e in engines]
         return {
-            "malformed": stats.malformed,
-            "unauthenticated": stats.unauthenticated,
-            "received": stats.received,
-            "sent": stats.sent,
-            "registered": engine.session.registered,
+            "malformed": sum(s.malformed for s in sessions),
+            "unauthenticated": sum(s.unauthenticated for s in sessions),
+            "received": sum(s.received for s in sessions),
+            "sent": sum(s.sent for s in sessions),
+            "registered": any(e.session.registered for e in engines),
+            "clients": sum(1 for e in engines if e.session.registered),
             "live_actors": self.pool.live_actors(),
             "replacements": self.pool.replacements,
-            "held": len(engine.calls),
-            "queued": engine.waiting,
-            "in_flight": engine.running,
-            "duplicates": engine.duplicates,
-            "events_sent": engine.events_sent,
-            "events_dropped": engine.events_dropped,
-            "events_buffered": len(engine._unsent_events),
-            "outcomes_kept": len(engine.outcomes),
+            "held": self.lanes.held(),
+            "queued": sum(e.waiting for e in engines),
+            "in_flight": sum(e.running for e in engines),
+            "duplicates": sum(e.duplicates for e in engines),
+            "outcomes_kept": sum(len(e.outcomes) for e in engines),
+            "events_sent": sum(e.events_sent for e in engines),
+            "events_dropped": self.lanes.events_dropped,
+            "events_buffered": len(self.lanes.unsent_events),
         }
 
     def _answer(self, message: Any) -> bool:
-        """Hand a procedure actor's Done, Started or Partial to the engine; False for anything
-        else."""
+        """Hand a procedure actor's Done, Started, Partial or an Emit to the engines; False for
+        anything else."""
         kind = type(message)
         if kind is Done:
-            if self.engine.done(message.request_id, message.actor_urn, message.command,
-                                message.body, time.monotonic()):
+            if self.engines[message.lane].done(message.request_id, message.actor_urn, message.command,
+                                               message.body, time.monotonic()):
                 self.pool.served(message.actor_urn)
         elif kind is Started:
-            self.engine.started(message.request_id)
+            self.engines[message.lane].started(message.request_id)
         elif kind is Partial:
-            self.engine.partial(message.request_id, message.body)
+            self.engines[message.lane].partial(message.request_id, message.body)
         elif kind is Emit:
-            self.engine.emit(message.topic, message.time, message.data)
+            self.lanes.emit(EventEntry(message.topic, message.time, message.data))
         else:
             return False
         return True
@@ -301,26 +331,35 @@ class _SocketActor(pykka.ThreadingActor):
     # -- the loop's driver interface
 
     def flush(self) -> None:
-        """Send what the engine batched, then hand over the calls it dispatched (last: an actor
-        woken earlier would only wait for the GIL while this thread finishes its turn)."""
-        engine = self.engine
-        engine.flush(time.monotonic())
-        if engine.out:
-            self._send_out()
-        if engine.to_retire:
-            retire, engine.to_retire = engine.to_retire, []
-            for urn in retire:
-                self.pool.retire(urn)
-        while engine.to_tell:
-            self._tell()
-        if engine.reconnect_wanted:
-            self._reconnect()
-        if engine.finished and not self._stopping:
+        """Send what the engines batched, then hand over the calls they dispatched (last: an
+        actor woken earlier would only wait for the GIL while this thread finishes its turn)."""
+        now = time.monotonic()
+        lanes = self.lane_list
+        if len(lanes) > 1:
+            self.lanes.rebalance(now)
+        finished = True
+        for lane in lanes:
+            engine = lane.engine
+            engine.flush(now)
+            if engine.out:
+                self._send_out(lane)
+            if engine.to_retire:
+                retire, engine.to_retire = engine.to_retire, []
+                for urn in retire:
+                    self.pool.retire(urn)
+            finished = finished and engine.finished
+        for engine in self.engines:
+            while engine.to_tell:
+                self._tell(engine)
+        for lane in lanes:
+            if lane.engine.reconnect_wanted:
+                self._reconnect(lane)
+        if finished and not self._stopping:
             self._stopping = True
             self.stop()
 
-    def _tell(self) -> None:
-        engine, pool = self.engine, self.pool
+    def _tell(self, engine: WorkerEngine) -> None:
+        pool = self.pool
         calls, engine.to_tell = engine.to_tell, []
         now = time.monotonic()
         for index, call in enumerate(calls):
@@ -335,9 +374,9 @@ class _SocketActor(pykka.ThreadingActor):
                 return
             engine.told(call, now)
 
-    def _send_out(self) -> None:
-        out, self.engine.out = self.engine.out, []
-        socket = self.socket
+    def _send_out(self, lane: _Lane) -> None:
+        out, lane.engine.out = lane.engine.out, []
+        socket = lane.socket
         if socket is None:
             return
         for frames in out:
@@ -347,8 +386,13 @@ class _SocketActor(pykka.ThreadingActor):
                 logger.debug("no connection to the client; a message was dropped")
 
     def wake_at(self) -> float:
-        wake = min(self.engine.deadline, self.pool.next_spawn)
-        told = self.engine.awaiting_start_since()
+        wake = self.pool.next_spawn
+        told: float | None = None
+        for engine in self.engines:
+            wake = min(wake, engine.deadline)
+            since = engine.awaiting_start_since()
+            if since is not None and (told is None or since > told):
+                told = since
         if told is not None:
             # A Started may sit unannounced in the inbox. Look after STARTED_DELAY, then back
             # off (each wait as long as the newest call has waited), so an actor slow to begin
@@ -357,30 +401,29 @@ class _SocketActor(pykka.ThreadingActor):
             wake = min(wake, now + max(STARTED_DELAY, now - told))
         return wake
 
-    def on_frames(self, frames: list[bytes]) -> None:
-        self.engine.receive(frames, time.monotonic())
-
     def _check_crash(self) -> None:
         """Too many actor deaths: stop serving; calls never started go back "not run"."""
         if self.pool.crashed and not self.config.crashed:
             self.config.crashed.append(self.pool.crashed)
             logger.error("worker %s stops serving: %s", self.config.name, self.pool.crashed)
-            self.engine.leave(time.monotonic(), 0.0)
+            now = time.monotonic()
+            for engine in self.engines:
+                engine.leave(now, 0.0)
 
     def on_wake(self, now: float, drained: bool) -> None:
         if now >= self.pool.next_spawn:
             self.pool.tick(now)
             self._check_crash()
-        if not drained or now >= self.engine.deadline:
-            self.engine.tick(now, drained)
+        for engine in self.engines:
+            if not drained or now >= engine.deadline:
+                engine.tick(now, drained)
 
     def on_inbox(self) -> bool:
         """Take the answers waiting in the inbox (a bounded batch) without a trip through
         Pykka's loop for each; False when a message only Pykka can handle is next."""
         mailbox = self.inbox.mailbox
         for _ in range(_FAIR_SHARE):
-            if self.engine.finished:
-                self.flush()
+            if self._stopping:
                 return False
             if mailbox.empty():
                 return True
@@ -391,19 +434,20 @@ class _SocketActor(pykka.ThreadingActor):
             self._answer(envelope.message)
         return True
 
-    def _on_monitor(self) -> None:
-        assert self.monitor is not None
+    def _on_monitor(self, lane: _Lane) -> None:
+        monitor = lane.monitor
+        assert monitor is not None
         while True:
             try:
-                frames = self.monitor.recv_multipart(zmq.NOBLOCK)
+                frames = monitor.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
             event = int.from_bytes(frames[0][:2], "little")
             if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                self.engine.connection(True, time.monotonic())
+                lane.engine.connection(True, time.monotonic())
             elif event == zmq.EVENT_DISCONNECTED:
                 # The client closed or died: no need to wait for its silence.
-                self.engine.connection(False, time.monotonic())
+                lane.engine.connection(False, time.monotonic())
 
 
 # --------------------------------------------------------------------------- public facade
@@ -420,7 +464,8 @@ atexit.register(_stop_live_workers)
 
 
 class Worker:
-    """Serves the procedures of ``actor_class`` to the client bound at ``connect``.
+    """Serves the procedures of ``actor_class`` to the client bound at ``connect`` (an
+    endpoint, or a list of them: one client each, sharing this worker's pool).
 
     ``start()`` returns at once; ``stop()`` leaves gracefully; a ``with`` block does both.
     """
@@ -428,7 +473,7 @@ class Worker:
     def __init__(
         self,
         actor_class: type[ProcedureActor],
-        connect: str,
+        connect: str | Sequence[str],
         *,
         pool_size: int = 4,
         prefetch: int | None = None,
@@ -461,12 +506,18 @@ class Worker:
         if not isinstance(event_buffer, int) or event_buffer < 0:
             raise ValueError("event_buffer must be an int >= 0")
         key = resolve_key(key)
-        check_endpoint(connect, key, insecure)
+        endpoints = (connect,) if isinstance(connect, str) else tuple(connect)
+        if not endpoints or not all(isinstance(e, str) for e in endpoints):
+            raise ValueError("connect must be an endpoint or a non-empty list of endpoints")
+        if len(set(endpoints)) != len(endpoints):
+            raise ValueError("connect lists an endpoint twice")
+        for endpoint in endpoints:
+            check_endpoint(endpoint, key, insecure)
         self.name = name or f"{_socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.id = uuid.uuid4().hex
         self._context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self._config = _Config(
-            actor_class=actor_class, connect=connect, pool_size=pool_size,
+            actor_class=actor_class, connect=endpoints, pool_size=pool_size,
             capacity=pool_size + prefetch, key=key, heartbeat=float(heartbeat), liveness=int(liveness),
             name=self.name, actor_args=tuple(actor_args), actor_kwargs=dict(actor_kwargs or {}),
             max_message_size=int(max_message_size), identity=self.id.encode(), context=self._context,
@@ -491,7 +542,8 @@ class Worker:
         if self._config.stopped.is_set() or not self._ref.is_alive():
             self._ref = None
             self._context.term()
-            raise RuntimeError(f"worker {self.name} could not start on {self._config.connect} (see log)")
+            raise RuntimeError(
+                f"worker {self.name} could not start on {', '.join(self._config.connect)} (see log)")
         _live_workers.add(self)
         return self
 
@@ -526,7 +578,7 @@ class Worker:
         if ender.is_alive():
             logger.warning(
                 "worker %s stopped; ZeroMQ is still busy (resolving %s?) and is left to the "
-                "process's exit", self.name, self._config.connect,
+                "process's exit", self.name, ", ".join(self._config.connect),
             )
 
     def emit(self, topic: str, data: Any = None) -> None:
@@ -566,4 +618,4 @@ class Worker:
         self.stop()
 
     def __repr__(self) -> str:
-        return f"<Worker {self.name} {self._config.connect} capacity={self.capacity}>"
+        return f"<Worker {self.name} {', '.join(self._config.connect)} capacity={self.capacity}>"

@@ -101,9 +101,17 @@ class WorkerEngine:
     def __init__(
         self, session: WorkerProtocol, sink: Any, patience: float,
         result_ttl: float = DEFAULT_RESULT_TTL, result_cache_size: int = DEFAULT_RESULT_CACHE_SIZE,
-        event_buffer: int = 1000,
+        event_buffer: int = 1000, lanes: Lanes | None = None,
     ) -> None:
         self.session = session
+        self.lanes = Lanes(session.ready.capacity, event_buffer) if lanes is None else lanes
+        """The clients this worker serves, the idle actors they share, their shares."""
+        self.lane = self.lanes.add(self)
+        """This engine's index among them (carried by each Run and its answers)."""
+        self.offer = session.ready.capacity
+        """The calls this worker holds for this client at most, now (see ``Lanes.rebalance``)."""
+        self._offer_told = session.ready.capacity  # what the client was last told (READY says C)
+        self.last_request = float("-inf")
         self.result_ttl = result_ttl
         self.result_cache_size = result_cache_size
         self.outcomes: collections.OrderedDict[CallKey, tuple[float, Command, bytes]] = (
@@ -115,13 +123,9 @@ class WorkerEngine:
         """Retryable calls still running whose client went away."""
         self.duplicates = 0
         """Requests for a call already held or finished, answered without running it again."""
-        self.event_buffer = event_buffer
-        self._unsent_events: collections.deque[EventEntry] = collections.deque()
-        """Events waiting for a client to register (at most ``event_buffer``)."""
         self._events: list[EventEntry] = []  # to go out at the next flush, first of all
         self._events_size = 0
         self.events_sent = 0
-        self.events_dropped = 0
         self.sink = sink
         """Where procedure actors send their answers (opaque here: the socket actor's ref)."""
         self.patience = patience
@@ -129,7 +133,6 @@ class WorkerEngine:
         self.calls: dict[int, WorkerCall] = {}
         """Every call held: waiting, handed, running (retired ones are in :attr:`retired`)."""
         self._waiting: collections.OrderedDict[int, WorkerCall] = collections.OrderedDict()
-        self._idle: collections.deque[str] = collections.deque()
         self.retired: dict[str, WorkerCall] = {}
         """Actor urn -> the cancelled call it still runs."""
         self._awaiting_start: dict[int, float] = {}  # RUNNING calls -> when told, oldest first
@@ -165,7 +168,7 @@ class WorkerEngine:
         return len(self.calls) - len(self._waiting)
 
     def idle_actors(self) -> int:
-        return len(self._idle)
+        return len(self.lanes.idle)
 
     def awaiting_start_since(self) -> float | None:
         """When the newest call whose Started is unseen was told (None: there is none)."""
@@ -207,8 +210,10 @@ class WorkerEngine:
                         self._queue(Command.ERROR, Entry(request_id, 0, body))
             elif isinstance(event, ClientRegistered):
                 self._lost_at = None
-                while self._unsent_events:  # what was emitted while no client listened
-                    self._batch_event(self._unsent_events.popleft())
+                self._offer_told = self.session.ready.capacity  # READY said so
+                unsent = self.lanes.unsent_events
+                while unsent:  # what was emitted while no client listened
+                    self._batch_event(unsent.popleft())
                 logger.info(
                     "worker %s registered (client heartbeat %.3g s x %d)",
                     self.session.ready.name, event.heartbeat, event.liveness,
@@ -256,6 +261,12 @@ class WorkerEngine:
             self.duplicates += 1
             logger.debug("call %d is already held; its first run will answer", request_id)
             return
+        self.last_request = self._now
+        if len(self.calls) >= self.offer or self.lanes.held() >= self.lanes.capacity:
+            # Beyond what this client was offered (a smaller offer may still be on its way):
+            # the client sends it elsewhere, or here again once there is room.
+            self._not_run(request_id)
+            return
         key = (self.session.client_session, request_id)
         if self.outcomes and self._answer_from_cache(key):
             return
@@ -263,12 +274,12 @@ class WorkerEngine:
         if orphan is not None:
             self._adopt(orphan)
             return
-        run = Run(request_id, body, self.sink, self.session.max_body, deadline)
+        run = Run(request_id, body, self.sink, self.session.max_body, deadline, lane=self.lane)
         call = self.calls[request_id] = WorkerCall(
             request_id, run, session=key[0], retryable=bool(flags & RETRYABLE))
         self._waiting[request_id] = call
-        if self._idle:
-            self._dispatch()
+        if self.lanes.idle:
+            self.lanes.dispatch()
 
     def _answer_from_cache(self, key: CallKey) -> bool:
         """A repeat of a finished call: its first outcome, again; True if there was one."""
@@ -330,8 +341,8 @@ class WorkerEngine:
         assert call.actor is not None
         if state is CallState.HANDED:
             call.state = CallState.CANCELLED
-            self._idle.appendleft(call.actor)  # its actor never got the call: still idle
-            self._dispatch()
+            self.lanes.idle.appendleft(call.actor)  # its actor never got the call: still idle
+            self.lanes.dispatch()
             return
         self._awaiting_start.pop(request_id, None)
         call.state = CallState.RETIRED
@@ -363,11 +374,7 @@ class WorkerEngine:
 
     def actor_ready(self, urn: str) -> None:
         """A new procedure actor is live and idle."""
-        if self.closing:
-            return
-        self._idle.append(urn)
-        if self._waiting:
-            self._dispatch()
+        self.lanes.actor_ready(urn)
 
     def told(self, call: WorkerCall, now: float) -> None:
         """The call's actor has it now."""
@@ -383,9 +390,9 @@ class WorkerEngine:
                 continue
             self._take_back(call)
             if call.actor != dead:
-                self._idle.appendleft(call.actor)  # type: ignore[arg-type]
+                self.lanes.idle.appendleft(call.actor)  # type: ignore[arg-type]
             call.actor = None
-        self.actor_exited(dead, ())
+        self.lanes.actor_exited(dead, ())
 
     def _take_back(self, call: WorkerCall) -> None:
         call.state = CallState.WAITING
@@ -439,16 +446,19 @@ class WorkerEngine:
             del self._awaiting_start[request_id]
         self._queue(command, Entry(request_id, flags, body))
         if retired is None and not self.closing:  # (an adopted orphan's actor is retiring)
-            self._idle.append(actor)
-            if self._waiting:
-                self._dispatch()
+            self.lanes.idle.append(actor)
+            self.lanes.dispatch()
         if self._stop_deadline is not None:
             self._check_stop(now)
         return True
 
     def actor_exited(self, actor: str, unrun: Iterable[Run]) -> None:
-        """An actor's loop ended. The calls it never started wait again, first and in order;
-        one it was running fails with ActorDeadError."""
+        """An actor's loop ended (see :meth:`Lanes.actor_exited`)."""
+        self.lanes.actor_exited(actor, unrun)
+
+    def _actor_exited(self, actor: str, unrun_ids: set[int]) -> None:
+        """This lane's part of an actor's end: the calls of this lane it never started wait
+        again, first and in order; one it was running fails with ActorDeadError."""
         retired = self.retired.pop(actor, None)
         if retired is not None:
             if retired.orphaned:  # its client is away, and now there is no outcome to keep
@@ -458,11 +468,6 @@ class WorkerEngine:
             if held is None or held.actor != actor:
                 return  # its call was cancelled; its replacement already runs
             # (else an adopted orphan: its call fails like any other below)
-        try:
-            self._idle.remove(actor)
-        except ValueError:
-            pass
-        unrun_ids = {run.request_id for run in unrun}
         for call in [c for c in self.calls.values() if c.actor == actor]:
             self._awaiting_start.pop(call.request_id, None)
             if call.request_id in unrun_ids or call.state is CallState.HANDED:
@@ -475,34 +480,21 @@ class WorkerEngine:
                 self._queue(Command.ERROR, Entry(call.request_id, 0, body))
         if self.session.leaving or self.closing:
             self._give_back_waiting()
-        elif self._waiting and self._idle:
-            self._dispatch()
 
     # -- events
 
     def emit(self, topic: str, when: float, data: bytes) -> None:
-        """An event for the client: sent at the next flush, or kept (the newest
-        ``event_buffer``) until a client registers."""
-        entry = EventEntry(topic, when, data)
-        if self.session.can_send(Command.EVENT) and self.session.connection_up:
-            self._batch_event(entry)
-        else:
-            self._keep_event(entry)
+        """An event (see :meth:`Lanes.emit`)."""
+        self.lanes.emit(EventEntry(topic, when, data))
 
-    def _keep_event(self, entry: EventEntry) -> None:
-        if len(self._unsent_events) >= self.event_buffer:
-            if not self._unsent_events:
-                self.events_dropped += 1
-                return  # (event_buffer=0: nothing is kept)
-            self._unsent_events.popleft()
-            self.events_dropped += 1
-        self._unsent_events.append(entry)
+    def can_take_events(self) -> bool:
+        return self.session.can_send(Command.EVENT) and self.session.connection_up
 
     def _batch_event(self, entry: EventEntry) -> None:
         size = EVENT_HEADER + len(entry.topic.encode()) + len(entry.data)
         limit = self._batch_limit()
         if size > limit:
-            self.events_dropped += 1
+            self.lanes.events_dropped += 1
             logger.warning("an event on %r of %d bytes exceeds max_message_size; dropped", entry.topic, size)
             return
         if self._events and self._events_size + size > limit:
@@ -512,22 +504,21 @@ class WorkerEngine:
 
     def _flush_events(self, now: float) -> None:
         events, self._events, self._events_size = self._events, [], 0
-        if self.session.can_send(Command.EVENT) and self.session.connection_up:
+        if self.can_take_events():
             self.out.append(self.session.events(events, now))
             self.events_sent += len(events)
         else:  # the client went away meanwhile: keep them for the next one
             for entry in events:
-                self._keep_event(entry)
+                self.lanes.keep_event(entry)
 
     # -- dispatch and answers
 
-    def _dispatch(self) -> None:
-        waiting, idle, to_tell = self._waiting, self._idle, self.to_tell
-        while waiting and idle:
-            _, call = waiting.popitem(last=False)
-            call.state = CallState.HANDED
-            call.actor = idle.popleft()
-            to_tell.append(call)
+    def _hand(self, actor: str) -> None:
+        """Give this lane's oldest waiting call to ``actor``."""
+        _, call = self._waiting.popitem(last=False)
+        call.state = CallState.HANDED
+        call.actor = actor
+        self.to_tell.append(call)
 
     def _announce(self, call: WorkerCall) -> None:
         """Send "started" now if it is still owed."""
@@ -559,6 +550,9 @@ class WorkerEngine:
         """Turn what is batched into frames in :attr:`out`: every "started" still owed and every
         partial first, then replies, then errors, so each call's partials precede its answer."""
         self._now = now
+        if self.offer != self._offer_told and self.session.can_send(Command.CAPACITY):
+            self.out.append(self.session.capacity(self.offer, now))  # first: a smaller share
+            self._offer_told = self.offer
         if self._events:
             self._flush_events(now)  # first: an event emitted before a reply arrives before it
         if self._unannounced:
@@ -644,4 +638,137 @@ class WorkerEngine:
         self.closing = True
         for call in self.calls.values():
             call.run.cancelled = True
-        self._idle.clear()
+        self.lanes.idle.clear()
+
+
+class Lanes:
+    """The clients of one worker: an engine each, the idle procedure actors they share, the
+    share of the worker's capacity each is offered, and the events no client has taken yet.
+
+    With one client it is offered the whole capacity. With several, each registered client
+    that sent calls within its last heartbeat interval (or holds some) is *active*; an idle
+    one is offered only a slot to start with, the active ones share the rest equally, and a
+    share an active client does not use goes to the others (work-conserving). What is offered
+    beyond the calls a client holds never exceeds the worker's free capacity, so the worker
+    never holds more than its capacity in all. Idle actors go to the lanes' waiting calls in
+    turn (round robin), one call at a time.
+    """
+
+    def __init__(self, capacity: int, event_buffer: int = 1000) -> None:
+        self.capacity = capacity
+        self.idle: collections.deque[str] = collections.deque()
+        self.engines: list[WorkerEngine] = []
+        self._turn = 0
+        self.event_buffer = event_buffer
+        self.unsent_events: collections.deque[EventEntry] = collections.deque()
+        """Events emitted while no client was registered (the newest ``event_buffer``)."""
+        self.events_dropped = 0
+
+    def add(self, engine: WorkerEngine) -> int:
+        self.engines.append(engine)
+        return len(self.engines) - 1
+
+    def held(self) -> int:
+        """Calls the worker holds, over all its clients."""
+        engines = self.engines
+        return len(engines[0].calls) if len(engines) == 1 else sum(len(e.calls) for e in engines)
+
+    # -- actors
+
+    def actor_ready(self, urn: str) -> None:
+        """A new procedure actor is live and idle."""
+        if self.engines[0].closing:
+            return
+        self.idle.append(urn)
+        self.dispatch()
+
+    def dispatch(self) -> None:
+        """Idle actors to waiting calls, one lane after the other."""
+        idle, engines = self.idle, self.engines
+        if len(engines) == 1:
+            engine = engines[0]
+            while idle and engine._waiting:
+                engine._hand(idle.popleft())
+            return
+        turn, count = self._turn, len(engines)
+        while idle:
+            for step in range(count):
+                engine = engines[(turn + step) % count]
+                if engine._waiting:
+                    engine._hand(idle.popleft())
+                    turn = (turn + step + 1) % count
+                    break
+            else:
+                break
+        self._turn = turn
+
+    def actor_exited(self, actor: str, unrun: Iterable[Run]) -> None:
+        """An actor's loop ended: each lane takes back its calls the actor never started and
+        fails the one it was running, if any."""
+        try:
+            self.idle.remove(actor)
+        except ValueError:
+            pass
+        unrun_ids: dict[int, set[int]] = {}
+        for run in unrun:
+            unrun_ids.setdefault(run.lane, set()).add(run.request_id)
+        for engine in self.engines:
+            engine._actor_exited(actor, unrun_ids.get(engine.lane, set()))
+        self.dispatch()
+
+    # -- shares
+
+    def rebalance(self, now: float) -> None:
+        """Set each client's ``offer`` (see the class docstring). Only with several clients."""
+        engines = [e for e in self.engines if e.session.registered]
+        if len(engines) <= 1:
+            for engine in engines:
+                engine.offer = self.capacity
+            return
+        capacity = self.capacity
+        active = [e for e in engines if e.calls or now - e.last_request < e.session.ready.heartbeat]
+        idle = [e for e in engines if e not in active]
+        targets: dict[int, int] = {e.lane: min(1, capacity) for e in idle}
+        sharers = active or engines
+        if not active:
+            targets = {}
+        pool = capacity - sum(targets.values())
+        for index, engine in enumerate(sharers):
+            targets[engine.lane] = pool // len(sharers) + (1 if index < pool % len(sharers) else 0)
+        held = {e.lane: len(e.calls) for e in engines}
+        free = capacity - self.held()
+        wants = {lane: max(0, targets[lane] - held[lane]) for lane in targets}
+        grants = dict.fromkeys(targets, 0)
+        # First what each is owed of its share, in turn, then what is left to the active ones.
+        for takers, limit in ((list(targets), wants), ([e.lane for e in sharers], None)):
+            while free > 0:
+                given = False
+                for lane in takers:
+                    if free > 0 and (limit is None or grants[lane] < limit[lane]):
+                        grants[lane] += 1
+                        free -= 1
+                        given = True
+                if not given:
+                    break
+        for engine in engines:
+            engine.offer = held[engine.lane] + grants[engine.lane]
+
+    # -- events
+
+    def emit(self, entry: EventEntry) -> None:
+        """To every client that can take it now, else kept for the first that registers."""
+        taken = False
+        for engine in self.engines:
+            if engine.can_take_events():
+                engine._batch_event(entry)
+                taken = True
+        if not taken:
+            self.keep_event(entry)
+
+    def keep_event(self, entry: EventEntry) -> None:
+        if len(self.unsent_events) >= self.event_buffer:
+            self.events_dropped += 1
+            if not self.unsent_events:
+                return  # (event_buffer=0: nothing is kept)
+            self.unsent_events.popleft()
+        self.unsent_events.append(entry)

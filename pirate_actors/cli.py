@@ -217,8 +217,9 @@ def _worker_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--connect",
         metavar="ENDPOINT",
-        default=DEFAULT_ENDPOINT,
-        help=f"the client's endpoint (default: {DEFAULT_ENDPOINT})",
+        action="append",
+        help=f"a client's endpoint (default: {DEFAULT_ENDPOINT}); give it several times to serve "
+        "several clients from one pool",
     )
     parser.add_argument(
         "--pool-size",
@@ -310,7 +311,7 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
         actor_class = _load_actor_class(options.target)
         worker = Worker(
             actor_class,
-            options.connect,
+            options.connect or [DEFAULT_ENDPOINT],
             pool_size=options.pool_size,
             prefetch=options.prefetch,
             key=_read_key(options.key_file),
@@ -334,7 +335,8 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
     try:
         worker.start()
     except (OSError, zmq.ZMQError, ValueError, RuntimeError) as exc:
-        return _usage_error(parser.prog, f"cannot start the worker on {options.connect}: {exc}")
+        where = ", ".join(options.connect or [DEFAULT_ENDPOINT])
+        return _usage_error(parser.prog, f"cannot start the worker on {where}: {exc}")
     log.info(
         "started %s with %d procedure actors; SIGINT or SIGTERM stops it gracefully",
         options.target,

@@ -54,7 +54,7 @@ def test_without_a_client_the_newest_event_buffer_events_are_kept_and_the_rest_c
     h.lose_client()
     for n in range(5):
         h.engine.emit("e", float(n), _codec.dumps(n))
-    assert messages(h) == [] and h.engine.events_dropped == 2
+    assert messages(h) == [] and h.engine.lanes.events_dropped == 2
     h.register(h.engine.session.client_session)
     (events,) = [m for m in messages(h) if isinstance(m, Events)]
     assert [_codec.loads(e.data) for e in events.entries] == [2, 3, 4]
