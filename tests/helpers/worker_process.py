@@ -2,7 +2,7 @@
 
     python -m tests.helpers.worker_process ENDPOINT [--heartbeat S] [--liveness N]
         [--pool-size N] [--prefetch N] [--name NAME] [--key-hex HEX] [--max-message-size N]
-        [--watch]
+        [--watch] [--also ENDPOINT ...]
 
 Prints ``READY <pid> <worker id>`` once started and ``STOPPED`` after a graceful stop. With
 ``--watch`` it also prints ``REGISTERED`` and ``UNREGISTERED`` as the worker's registration with
@@ -61,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--key-hex", default=None)
     parser.add_argument("--max-message-size", type=int, default=None)
     parser.add_argument("--watch", action="store_true")
+    parser.add_argument("--also", action="append", default=[], help="another client endpoint")
     options = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr,
@@ -70,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options.max_message_size is not None:
         kwargs["max_message_size"] = options.max_message_size
     worker = Worker(
-        FaultProcedures, options.endpoint,
+        FaultProcedures, [options.endpoint, *options.also],
         pool_size=options.pool_size, prefetch=options.prefetch,
         heartbeat=options.heartbeat, liveness=options.liveness, name=options.name,
         key=bytes.fromhex(options.key_hex) if options.key_hex else None, **kwargs,

@@ -1,5 +1,10 @@
-"""The pool hands calls to their actors only in ``send()``, which the socket thread calls just
-before it sleeps; a call that never reached its actor is taken back, never failed or retired."""
+"""The supervised pool (``Pool``) with real Pykka procedure actors: it knows actors, not calls.
+It starts ``size`` of them, tells them calls, retires one whose call was cancelled (a fresh one
+at once, the old one once its call returns), replaces one that exits (at once if it had served,
+after a backoff if it never had), and hands every actor back on close.
+
+Everything synchronises on events and queues (the sink's inbox, gates, ``actor_stopped``),
+never on sleeps; the pool's clock is a fake one, so backoffs are read, not waited for."""
 
 from __future__ import annotations
 
@@ -10,12 +15,15 @@ import pykka
 import pytest
 
 from pirate_actors import _codec
-from pirate_actors._procedures import Done, Run
+from pirate_actors._procedures import Done, Exited, Run, Started
 from pirate_actors._supervisor import Pool
+from pirate_actors.protocol import Command
 
 from ..conftest import Testing
 
 pytestmark = pytest.mark.timeout(20)
+
+WAIT = 10.0
 
 
 class Sink(pykka.ThreadingActor):
@@ -29,125 +37,199 @@ class Sink(pykka.ThreadingActor):
         self.received.put(message)
 
 
-@pytest.fixture
-def harness() -> Iterator[tuple[Callable[[int], Pool], queue.Queue[Any], list[pykka.ActorRef[Any]]]]:
-    received: queue.Queue[Any] = queue.Queue()
-    sink = Sink.start(received)
-    started: list[pykka.ActorRef[Any]] = []
-    pools: list[Pool] = []
+class Harness:
+    """A pool of ``Testing`` actors reporting to a :class:`Sink`, on a fake clock."""
 
-    def start_actor() -> pykka.ActorRef[Any]:
+    def __init__(self) -> None:
+        self.received: queue.Queue[Any] = queue.Queue()
+        self.sink = Sink.start(self.received)
+        self.now = 100.0
+        self.started: list[pykka.ActorRef[Any]] = []
+        """Every actor ``start_actor`` made, in order."""
+        self.reported: list[str] = []
+        """Every urn the pool gave ``on_actor``, in order."""
+        self.pools: list[Pool] = []
+        self.fail_starts = 0
+        """Make the next this many ``start_actor`` calls raise."""
+
+    def start_actor(self) -> pykka.ActorRef[Any]:
+        if self.fail_starts:
+            self.fail_starts -= 1
+            raise RuntimeError("cannot start")
         ref = Testing.start()
-        started.append(ref)
+        self.started.append(ref)
         return ref
 
-    def make(size: int) -> Pool:
-        pool = Pool(start_actor, size, sink)
-        pools.append(pool)
+    def pool(self, size: int) -> Pool:
+        pool = Pool(self.start_actor, size, self.sink, self.reported.append, clock=lambda: self.now)
+        self.pools.append(pool)
         return pool
 
-    yield make, received, started
-    for pool in pools:
-        for ref in pool.close():
+    def ref(self, urn: str) -> pykka.ActorRef[Any]:
+        (ref,) = [r for r in self.started if r.actor_urn == urn]
+        return ref
+
+    def run(self, request_id: int, procedure: str, *args: Any) -> Run:
+        return Run(request_id, _codec.dumps_call(procedure, args, {}), self.sink, 2**20)
+
+    def next(self, kind: type, timeout: float = WAIT) -> Any:
+        """The next message of type ``kind`` the sink got (others before it are skipped)."""
+        while True:
+            message = self.received.get(timeout=timeout)
+            if isinstance(message, kind):
+                return message
+
+    def close(self) -> None:
+        for pool in self.pools:
+            pool.close()
+        for ref in self.started:
             ref.stop()
-    sink.stop()
+        self.sink.stop()
 
 
-def run(request_id: int, sink: pykka.ActorRef[Any], procedure: str = "whoami") -> Run:
-    return Run(request_id, _codec.dumps_call(procedure, (), {}), sink, 2**20)
+@pytest.fixture
+def harness() -> Iterator[Harness]:
+    h = Harness()
+    yield h
+    h.close()
 
 
-def done(received: queue.Queue[Any]) -> Done:
-    while True:
-        message = received.get(timeout=10)
-        if isinstance(message, Done):
-            return message
+def test_fill_starts_size_actors_and_reports_each_urn(harness: Harness) -> None:
+    pool = harness.pool(3)
+    pool.fill()
+    assert pool.live_actors() == 3 and len(harness.started) == 3
+    assert harness.reported == [ref.actor_urn for ref in harness.started]
+    assert all(ref.is_alive() for ref in harness.started)
+    pool.fill()  # already full: nothing more
+    assert len(harness.started) == 3
 
 
-def test_a_dispatched_call_reaches_its_actor_only_when_the_pool_sends(harness: Any) -> None:
-    make, received, started = harness
-    pool = make(1)
-    pool.submit(run(1, pool._sink))
-    assert pool.running == 1 and 1 not in pool.starting
-    assert started[0].actor_inbox.empty()  # dispatched, not yet told
-    pool.send()
-    assert 1 in pool.starting  # told: its Started is awaited
-    answer = done(received)
-    assert answer.request_id == 1 and answer.actor_urn == started[0].actor_urn
-    assert pool.finished(1, answer.actor_urn)
+def test_tell_hands_a_call_to_its_actor_which_answers_the_sink(harness: Harness) -> None:
+    pool = harness.pool(2)
+    pool.fill()
+    urn = harness.reported[1]
+    assert pool.tell(urn, harness.run(7, "whoami"))
+    assert harness.next(Started).request_id == 7
+    done = harness.next(Done)
+    assert (done.request_id, done.actor_urn, done.command) == (7, urn, Command.REPLY)
+    assert _codec.loads(done.body) == urn
 
 
-def test_a_call_cancelled_before_it_was_sent_leaves_its_actor_idle(harness: Any) -> None:
-    make, received, started = harness
-    pool = make(1)
-    pool.submit(run(1, pool._sink))
-    pool.cancel(1)
-    assert pool.running == 0 and not pool.holds(1) and not pool.starting
-    pool.send()  # nothing to hand over
-    assert started[0].actor_inbox.empty()
-    pool.submit(run(2, pool._sink))
-    pool.send()
-    answer = done(received)
-    assert answer.request_id == 2
-    assert answer.actor_urn == started[0].actor_urn  # the same actor: nobody was retired
-    assert len(started) == 1
+def test_tell_returns_false_for_a_dead_actor(harness: Harness) -> None:
+    pool = harness.pool(1)
+    pool.fill()
+    (urn,) = harness.reported
+    harness.ref(urn).stop()
+    assert harness.next(Exited).actor_urn == urn
+    assert pool.tell(urn, harness.run(1, "ping")) is False
+    assert pool.tell("urn:uuid:nobody", harness.run(2, "ping")) is False
 
 
-def test_a_call_dispatched_to_an_actor_that_exited_goes_back_to_the_queue_not_failed(
-    harness: Any,
+def test_retire_starts_a_replacement_at_once_and_stops_the_old_actor_after_its_call_returns(
+    harness: Harness, gate: Callable[[], Any],
 ) -> None:
-    make, received, started = harness
-    pool = make(1)
-    pool.submit(run(1, pool._sink))
-    orphan = pool.exited(started[0].actor_urn, ())  # the actor ended before it was told
-    assert orphan is None  # nothing ran: no ActorDeadError for the caller
-    assert 1 in pool.waiting and pool.running == 0
-
-
-def test_a_call_whose_actor_is_dead_when_the_pool_sends_is_run_by_a_live_one(harness: Any) -> None:
-    make, received, started = harness
-    pool = make(2)
-    pool.submit(run(1, pool._sink))  # to the first idle actor
-    pool.submit(run(2, pool._sink))  # to the second
-    first, second = started
-    first.stop()
-    pool.send()
-    # Call 1 is taken back, not failed, and still starts first: on the live actor, while
-    # call 2 (taken back with it, to keep the order) waits at the head of the queue.
-    assert list(pool.waiting) == [2]
-    answer = done(received)
-    assert (answer.request_id, answer.actor_urn) == (1, second.actor_urn)
-    assert pool.finished(1, second.actor_urn)
-    pool.send()
-    answer = done(received)
-    assert (answer.request_id, answer.actor_urn) == (2, second.actor_urn)
-
-
-def test_calls_taken_back_from_dead_actors_still_start_in_arrival_order(harness: Any) -> None:
-    make, received, started = harness
-    pool = make(3)
-    for request_id in (1, 2, 3):
-        pool.submit(run(request_id, pool._sink))  # 1, 2, 3 to the first, second, third actor
-    first, second, third = started
-    first.stop()
-    second.stop()
-    pool.send()
-    assert list(pool.waiting) == [2, 3]  # 1 went to the live actor; 2 and 3 wait, in order
-    for request_id in (1, 2, 3):
-        answer = done(received)
-        assert (answer.request_id, answer.actor_urn) == (request_id, third.actor_urn)
-        assert pool.finished(request_id, third.actor_urn)
-        pool.send()
-
-
-def test_closing_the_pool_marks_running_calls_cancelled_so_their_reports_go_quiet(
-    harness: Any, gate: Any,
-) -> None:
-    make, received, started = harness
-    pool = make(1)
+    pool = harness.pool(1)
+    pool.fill()
+    (old,) = harness.reported
     name, held = gate()
-    pool.submit(Run(1, _codec.dumps_call("until_cancelled", (name,), {}), pool._sink, 2**20))
-    pool.send()
+    assert pool.tell(old, harness.run(1, "hold", name, "kept"))
     held.wait_entered()
-    pool.close()
-    assert held.opened.wait(10), "the procedure never saw that nobody waits any more"
+    pool.retire(old)
+    assert len(harness.reported) == 2 and harness.reported[1] != old  # replaced now
+    assert pool.live_actors() == 1
+    fresh = harness.reported[1]
+    assert pool.tell(fresh, harness.run(2, "whoami"))  # the replacement serves meanwhile
+    done = harness.next(Done)
+    assert (done.request_id, done.actor_urn) == (2, fresh)
+    old_ref = harness.ref(old)
+    assert old_ref.is_alive()  # still inside its call
+    assert pool.tell(old, harness.run(3, "ping")) is False  # retired: no more calls
+    held.opened.set()
+    done = harness.next(Done)
+    assert (done.request_id, done.actor_urn, _codec.loads(done.body)) == (1, old, "kept")
+    exited = harness.next(Exited)
+    assert exited.actor_urn == old and exited.unrun == ()
+    assert old_ref.actor_stopped.wait(WAIT)
+    pool.exited(old)  # its Exited, as the socket actor passes it on: no second replacement
+    assert len(harness.reported) == 2 and pool.live_actors() == 1 and pool.replacements == 0
+
+
+def test_a_live_actor_that_served_and_exited_is_replaced_at_once(harness: Harness) -> None:
+    pool = harness.pool(2)
+    pool.fill()
+    urn = harness.reported[0]
+    assert pool.tell(urn, harness.run(1, "ping"))
+    harness.next(Done)
+    pool.served(urn)
+    harness.ref(urn).stop()
+    harness.next(Exited)
+    pool.exited(urn)
+    assert len(harness.reported) == 3 and pool.live_actors() == 2
+    assert pool.next_spawn == float("inf") and pool.replacements == 1
+    assert harness.started[-1].is_alive()
+
+
+def test_an_actor_that_exited_without_ever_serving_is_replaced_after_a_backoff(
+    harness: Harness,
+) -> None:
+    pool = harness.pool(1)
+    pool.fill()
+    (urn,) = harness.reported
+    harness.ref(urn).stop()
+    harness.next(Exited)
+    pool.exited(urn)
+    assert harness.reported == [urn] and pool.live_actors() == 0  # not at once
+    assert pool.next_spawn > harness.now
+    due = pool.next_spawn
+    pool.tick(due - 0.001)
+    assert harness.reported == [urn]
+    harness.now = due
+    pool.tick(due)
+    assert len(harness.reported) == 2 and pool.live_actors() == 1
+    assert pool.next_spawn == float("inf")
+
+
+def test_backoffs_grow_while_replacements_keep_dying_unserved(harness: Harness) -> None:
+    pool = harness.pool(1)
+    pool.fill()
+    delays = []
+    for _ in range(3):
+        urn = harness.reported[-1]
+        harness.ref(urn).stop()
+        harness.next(Exited)
+        pool.exited(urn)
+        delays.append(pool.next_spawn - harness.now)
+        harness.now = pool.next_spawn
+        pool.tick(harness.now)
+    assert delays[0] < delays[1] < delays[2]
+
+
+def test_a_start_actor_that_raises_is_tried_again_after_a_backoff(harness: Harness) -> None:
+    pool = harness.pool(2)
+    harness.fail_starts = 1
+    pool.fill()
+    assert pool.live_actors() == 1 and pool.next_spawn > harness.now
+    harness.now = pool.next_spawn
+    pool.tick(harness.now)
+    assert pool.live_actors() == 2 and len(harness.reported) == 2
+
+
+def test_close_returns_every_ref_retired_ones_too_and_stops_them(
+    harness: Harness, gate: Callable[[], Any],
+) -> None:
+    pool = harness.pool(2)
+    pool.fill()
+    name, held = gate()
+    busy = harness.reported[0]
+    assert pool.tell(busy, harness.run(1, "hold", name))
+    held.wait_entered()
+    pool.retire(busy)  # retired, still running its call
+    refs = pool.close()
+    assert {ref.actor_urn for ref in refs} == set(harness.reported)  # 2 live + 1 retired
+    held.opened.set()
+    for ref in refs:
+        assert ref.actor_stopped.wait(WAIT), f"{ref} did not stop"
+    assert pool.live_actors() == 0
+    assert pool.tell(harness.reported[1], harness.run(2, "ping")) is False
+    pool.exited(harness.reported[1])  # a closed pool replaces nobody
+    assert len(harness.reported) == 3
