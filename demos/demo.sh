@@ -2,25 +2,38 @@
 # The seed's demo in one command: start a worker serving demos.procedures:DemoProcedures, wait until
 # it answers, run demos/run_examples.sh against it with its output visible, stop the worker.
 #
-# Usage: demos/demo.sh [ENDPOINT]       (default: tcp://127.0.0.1:5550; run from anywhere)
+# Then it shows events: the same worker also serves a second client, pirate-listen, at
+# LISTEN_ENDPOINT, which prints the ticks the worker emits while a call runs (demos/events.sh).
+#
+# Usage: demos/demo.sh [ENDPOINT [LISTEN_ENDPOINT]]   (default: tcp://127.0.0.1:5550 and the next
+#        port up; run from anywhere)
 # Needs pirate-worker and pirate-call on PATH (or installed in the repository's .venv).
 # Exit status: that of run_examples.sh (0: every example behaved as expected); 2 if set-up failed.
 set -u
 
 cd "$(dirname "$0")/.." || exit 2
 endpoint=${1:-tcp://127.0.0.1:5550}
+if [ $# -ge 2 ]; then
+    listen=$2
+elif [[ $endpoint =~ ^(tcp://.*:)([0-9]+)$ ]]; then
+    listen="${BASH_REMATCH[1]}$((BASH_REMATCH[2] + 1))"
+else
+    echo "demo.sh: give a LISTEN_ENDPOINT for the events demo (second argument)" >&2
+    exit 2
+fi
 
 if ! command -v pirate-worker >/dev/null 2>&1 && [ -x .venv/bin/pirate-worker ]; then
     PATH="$PWD/.venv/bin:$PATH"
 fi
-if ! command -v pirate-worker >/dev/null 2>&1 || ! command -v pirate-call >/dev/null 2>&1; then
-    echo "demo.sh: pirate-worker and pirate-call are not on PATH; install the package first (pip install -e .)" >&2
+if ! command -v pirate-worker >/dev/null 2>&1 || ! command -v pirate-call >/dev/null 2>&1 \
+        || ! command -v pirate-listen >/dev/null 2>&1; then
+    echo "demo.sh: pirate-worker, pirate-call and pirate-listen are not on PATH; install the package first (pip install -e .)" >&2
     exit 2
 fi
 
-echo "demo.sh: starting pirate-worker demos.procedures:DemoProcedures --connect $endpoint"
+echo "demo.sh: starting pirate-worker demos.procedures:DemoProcedures --connect $endpoint --connect $listen"
 # The worker's log lines are marked, so they stand apart from the examples' own output.
-pirate-worker demos.procedures:DemoProcedures --connect "$endpoint" \
+pirate-worker demos.procedures:DemoProcedures --connect "$endpoint" --connect "$listen" \
     2> >(while IFS= read -r line; do printf '    [worker] %s\n' "$line"; done >&2) &
 worker=$!
 
@@ -43,6 +56,7 @@ fi
 
 code=0
 demos/run_examples.sh "$endpoint" || code=$?
+demos/events.sh "$endpoint" "$listen" || code=1
 stop_worker
 trap - EXIT
 exit "$code"

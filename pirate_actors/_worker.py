@@ -174,7 +174,7 @@ class _SocketActor(pykka.ThreadingActor):
             _Lane(endpoint, WorkerEngine(
                 WorkerProtocol(FrameCodec(config.key, config.max_message_size), ready, now),
                 self.actor_ref, config.heartbeat * config.liveness, config.result_ttl,
-                config.result_cache_size, config.event_buffer, self.lanes,
+                config.result_cache_size, config.event_buffer, self.lanes, endpoint,
             ))
             for endpoint in config.connect
         ]

@@ -101,9 +101,11 @@ class WorkerEngine:
     def __init__(
         self, session: WorkerProtocol, sink: Any, patience: float,
         result_ttl: float = DEFAULT_RESULT_TTL, result_cache_size: int = DEFAULT_RESULT_CACHE_SIZE,
-        event_buffer: int = 1000, lanes: Lanes | None = None,
+        event_buffer: int = 1000, lanes: Lanes | None = None, endpoint: str = "its client",
     ) -> None:
         self.session = session
+        self.endpoint = endpoint
+        """Where its client is (for the log)."""
         self.lanes = Lanes(session.ready.capacity, event_buffer) if lanes is None else lanes
         """The clients this worker serves, the idle actors they share, their shares."""
         self.lane = self.lanes.add(self)
@@ -215,14 +217,14 @@ class WorkerEngine:
                 while unsent:  # what was emitted while no client listened
                     self._batch_event(unsent.popleft())
                 logger.info(
-                    "worker %s registered (client heartbeat %.3g s x %d)",
-                    self.session.ready.name, event.heartbeat, event.liveness,
+                    "worker %s registered with %s (client heartbeat %.3g s x %d)",
+                    self.session.ready.name, self.endpoint, event.heartbeat, event.liveness,
                 )
             elif isinstance(event, ClientLost):
                 logger.log(
                     logging.WARNING if event.silent else logging.INFO,
-                    "worker %s lost its client: %s; waiting for one", self.session.ready.name,
-                    event.reason,
+                    "worker %s lost its client at %s: %s; waiting for one", self.session.ready.name,
+                    self.endpoint, event.reason,
                 )
                 self._abandon()
                 if event.silent:

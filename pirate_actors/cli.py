@@ -719,6 +719,11 @@ def _listen_parser() -> argparse.ArgumentParser:
         "--count", metavar="N", type=_count, default=-1,
         help="stop after N events (default: -1, until SIGINT/SIGTERM)",
     )
+    parser.add_argument(
+        "--wait", metavar="S", type=_non_negative_float, default=0.0,
+        help="first wait up to S seconds for a worker to register (default: 0, do not wait); "
+        "exit 3 if none came",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object per event")
     _add_common_options(parser, quiet_help="log warnings and errors only")
     return parser
@@ -756,11 +761,19 @@ def listen_main(argv: Sequence[str] | None = None) -> int:
     except (OSError, zmq.ZMQError, ValueError) as exc:
         return _usage_error(parser.prog, f"cannot bind {options.endpoint}: {exc}")
     events = client.events(options.topic)  # before saying so: no event is missed after the line
+    if options.wait:
+        try:
+            client.wait_for_worker(timeout=options.wait)
+        except NoWorkerError:
+            _print_error(f"NoWorkerError: no worker registered at {options.endpoint} within {options.wait:g} s")
+            client.close()
+            return EXIT_NO_WORKER
     stop = threading.Event()
     previous = _install_signal_handlers(lambda signum, frame: stop.set())
     logging.getLogger("pirate-listen").info(
-        "listening on %s for events%s", client.endpoint,
+        "listening on %s for events%s (%d worker(s) registered)", client.endpoint,
         f" on topics starting with {options.topic!r}" if options.topic else "",
+        len(client.workers()),
     )
     try:
         left = options.count

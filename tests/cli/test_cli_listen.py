@@ -58,3 +58,9 @@ def test_pirate_listen_refuses_a_bad_count_with_exit_2(processes: Processes, end
     listener = processes.start([console_script("pirate-listen"), endpoint, "--count", "0"])
     assert listener.finish() == 2
     assert "--count" in listener.stderr
+
+
+def test_pirate_listen_wait_exits_3_when_no_worker_comes(processes: Processes, endpoint: str) -> None:
+    listener = processes.start([console_script("pirate-listen"), endpoint, "--wait", "0.3"])
+    assert listener.finish() == 3, listener.describe()
+    assert "NoWorkerError" in listener.stderr

@@ -6,11 +6,14 @@ of :class:`pirate_actors._loop.SocketLoop`: the socket monitor's events, the fra
 (``receive``), the timers (``tick`` once ``now >= engine.deadline``), the mailbox or inbox, then
 ``flush``. What each flush does is copied from the adapters:
 
-- a worker (``_worker.py``'s ``_SocketActor.flush``): ``engine.flush(now)``, ``engine.out`` onto
-  the wire, ``engine.to_retire`` retired (a replacement actor at once, through
-  ``engine.actor_ready``), ``engine.to_tell`` told to the actors (skipping calls no longer
-  HANDED; ``engine.told``, or ``engine.tell_failed`` for an actor found dead), a fresh connection
-  if ``engine.reconnect_wanted``, and the worker stops once ``engine.finished``;
+- a worker (``_worker.py``'s ``_SocketActor.flush``), with one engine per client endpoint (a
+  *lane*) sharing one :class:`Lanes` and one pool: ``lanes.rebalance(now)`` if it has several,
+  then per lane ``engine.flush(now)``, ``engine.out`` onto that lane's wire and
+  ``engine.to_retire`` retired (a replacement actor at once, through ``lanes.actor_ready``);
+  then every engine's ``to_tell`` told to the actors (skipping calls no longer HANDED;
+  ``engine.told``, or ``engine.tell_failed`` for an actor found dead); a fresh connection for a
+  lane whose ``engine.reconnect_wanted``; and the worker stops once every engine is
+  ``finished``;
 - a client (``_client.py``'s ``_Driver.flush``): ``engine.flush(now)``, ``engine.out`` onto the
   wire (each ``(peer, frames)`` to the worker with that routing id), then ``engine.partials``
   into the futures (``CallFuture._add_partial``) and ``engine.settled`` into them.
@@ -44,7 +47,7 @@ from pirate_actors._codec import ErrorKind
 from pirate_actors._errors import ProtocolError
 from pirate_actors._future import CallFuture
 from pirate_actors._procedures import Run
-from pirate_actors._worker_engine import CallState, WorkerCall, WorkerEngine
+from pirate_actors._worker_engine import CallState, Lanes, WorkerCall, WorkerEngine
 from pirate_actors.protocol import (
     DEFAULT_MAX_MESSAGE_SIZE,
     SIGNATURE,
@@ -89,6 +92,7 @@ class Sent:
     time: float
     source: Any  # a client's name (str) or a worker's routing id (bytes)
     target: Any
+    """A client's name, or the routing id of the worker (whose lane for ``source`` gets it)."""
     frames: list[bytes]
     message: Message | None
     """Decoded for the test (None if it would not decode)."""
@@ -128,7 +132,7 @@ class ClientNode:
         self.engine = ClientEngine(self.session, timeout, cluster.now, retries)
         self.mailbox: collections.deque[Any] = collections.deque()
         """What user threads put in the client's mailbox: Calls and request ids to cancel."""
-        self._ids = itertools.count(1)
+        self._ids = itertools.count(1 + 1_000_000 * len(cluster.clients))  # (ids differ, as random ones do)
         self.registered = 0
         """Workers taking calls, as the client last told its users (``workers_changed``)."""
         self.closed = False
@@ -206,11 +210,13 @@ class ClientNode:
         """``_Driver.flush``."""
         engine = self.engine
         engine.events.clear()
+        before = {peer: len(worker.calls) for peer, worker in self.session.workers.items()}
         engine.flush(now)
-        for peer, worker in self.session.workers.items():
-            assert len(worker.calls) <= worker.capacity, (
-                f"the client gave worker {peer!r} {len(worker.calls)} calls, beyond its capacity "
-                f"{worker.capacity}")
+        for peer, worker in self.session.workers.items():  # (a CAPACITY may lower it below)
+            if len(worker.calls) > before.get(peer, 0):
+                assert len(worker.calls) <= worker.capacity, (
+                    f"the client gave worker {peer!r} {len(worker.calls)} calls, beyond its "
+                    f"capacity {worker.capacity}")
         busy = bool(engine.out)
         out, engine.out = engine.out, []
         for peer, frames in out:
@@ -265,27 +271,42 @@ class FakeActor:
     """Request ids it was told, in order."""
 
 
+class WorkerLane:
+    """One client endpoint of a worker (``_worker.py``'s ``_Lane``): its engine and socket."""
+
+    def __init__(self, client: str, engine: WorkerEngine) -> None:
+        self.client = client
+        """The name of the client whose endpoint this lane connects to."""
+        self.engine = engine
+        self.monitor: list[bool] = []
+        """Socket monitor events not read yet: a connection came up (True) or dropped."""
+        self.ticked_at: float | None = None
+
+
 class WorkerNode:
-    """One worker: a real WorkerEngine with its WorkerProtocol, driven like ``_worker.py``, with
-    a fake pool of fake actors."""
+    """One worker: a real WorkerEngine (and WorkerProtocol) per client endpoint, sharing one
+    :class:`Lanes`, driven like ``_worker.py``, with a fake pool of fake actors."""
 
     def __init__(
-        self, cluster: Cluster, peer: bytes, client: str, *, procedures: Sequence[str],
+        self, cluster: Cluster, peer: bytes, clients: Sequence[str], *, procedures: Sequence[str],
         pool_size: int, prefetch: int | None, heartbeat: float, liveness: int,
         max_message_size: int, idempotent: Sequence[str], name: str | None,
     ) -> None:
         self.cluster = cluster
         self.peer = peer
-        self.client = client
-        """The name of the client whose endpoint this worker connects to."""
         self.pool_size = pool_size
         self.capacity = pool_size + (pool_size if prefetch is None else prefetch)
-        self.codec = FrameCodec(cluster.key, max_message_size)
         ready = Ready(name or peer.decode(), self.capacity, heartbeat, liveness,
                       tuple(sorted(procedures)), max_message_size=max_message_size,
                       idempotent=tuple(sorted(idempotent)))
-        self.session = WorkerProtocol(self.codec, ready, cluster.now)
-        self.engine = WorkerEngine(self.session, None, heartbeat * liveness)
+        self.lanes = Lanes(self.capacity)
+        self.lane_list = [
+            WorkerLane(client, WorkerEngine(
+                WorkerProtocol(FrameCodec(cluster.key, max_message_size), ready, cluster.now),
+                None, heartbeat * liveness, lanes=self.lanes))
+            for client in clients
+        ]
+        self.engines = [lane.engine for lane in self.lane_list]
         self.actors: dict[str, FakeActor] = {}
         """Every actor this worker ever had, by urn."""
         self._pool: dict[str, FakeActor] = {}  # the live pool (what Pool._actors holds)
@@ -294,18 +315,29 @@ class WorkerNode:
         self.inbox: collections.deque[tuple[Any, ...]] = collections.deque()
         """The socket actor's inbox: what actors (and ``stop()``) told it, in order."""
         self._late: list[tuple[Any, ...]] = []  # Exited messages that arrive after the next tell
-        self._monitor: list[bool] = []  # socket monitor events: connection up (True) or down
         self.told: list[tuple[int, str]] = []
         """(request id, actor urn) of every call told to an actor, in order."""
         self.retirements: list[str] = []
-        """Actors the engine asked to retire, in order."""
+        """Actors the engines asked to retire, in order."""
         self.stopped = False
-        """The worker's socket actor stopped (``engine.finished``): nothing in or out."""
+        """The worker's socket actor stopped (every engine ``finished``): nothing in or out."""
         self.killed = False
         self.frozen = False
-        self._ticked_at: float | None = None
-        for _ in range(pool_size):  # Pool.fill(), in on_start
+        for _ in range(pool_size):  # Pool.fill(), in on_start (after the sockets connect)
             self._spawn()
+
+    @property
+    def engine(self) -> WorkerEngine:
+        """The engine of the first (usually the only) lane."""
+        return self.engines[0]
+
+    @property
+    def session(self) -> WorkerProtocol:
+        return self.engines[0].session
+
+    def lane(self, client: str) -> WorkerLane:
+        (lane,) = [lane for lane in self.lane_list if lane.client == client]
+        return lane
 
     # -- the fake pool (``Pool``: actors only)
 
@@ -313,7 +345,7 @@ class WorkerNode:
         urn = f"{self.peer.decode()}/actor-{next(self._urns)}"
         actor = self.actors[urn] = FakeActor(urn)
         self._pool[urn] = actor
-        self.engine.actor_ready(urn)
+        self.lanes.actor_ready(urn)  # Pool's on_actor
         return urn
 
     def _pool_tell(self, urn: str, call: WorkerCall) -> bool:
@@ -379,13 +411,17 @@ class WorkerNode:
         actor = self.actor_of(ref)
         assert not actor.began, "started twice"
         actor.began = True
-        self.inbox.append(("started", _rid(ref)))
+        self.inbox.append(("started", _rid(ref), self._lane_of(actor)))
+
+    def _lane_of(self, actor: FakeActor) -> int:
+        assert actor.call is not None
+        return actor.call.run.lane
 
     def report(self, ref: RequestRef, message: Any) -> None:
         """``self.report(message)`` inside the procedure."""
         actor = self.actor_of(ref)
         assert actor.began, "a procedure reports only once it has started"
-        self.inbox.append(("partial", _rid(ref), _codec.dumps(message)))
+        self.inbox.append(("partial", _rid(ref), _codec.dumps(message), self._lane_of(actor)))
 
     def finish(self, ref: RequestRef, result: Any = None) -> None:
         """The procedure returns ``result`` (it says Started first if it had not)."""
@@ -404,11 +440,12 @@ class WorkerNode:
     def answer(self, ref: RequestRef, command: Command, body: bytes, *, start: bool = True) -> None:
         """``Done``: the call's final REPLY or ERROR body. A retiring actor then stops."""
         actor = self.actor_of(ref)
+        lane = self._lane_of(actor)
         if start and not actor.began:
             actor.began = True
-            self.inbox.append(("started", _rid(ref)))
+            self.inbox.append(("started", _rid(ref), lane))
         actor.call, actor.began = None, False
-        self.inbox.append(("done", _rid(ref), actor.urn, command, body))
+        self.inbox.append(("done", _rid(ref), actor.urn, command, body, lane))
         if actor.retiring:
             actor.alive = False
             self.inbox.append(("exited", actor.urn, ()))
@@ -440,80 +477,90 @@ class WorkerNode:
     def turn(self, now: float) -> bool:
         if self.stopped or self.killed or self.frozen:
             return False
-        engine = self.engine
         busy = False
-        while self._monitor:  # _on_monitor
-            busy = True
-            engine.connection(self._monitor.pop(0), now)
-        for _, frames in self.cluster._arrived(self.peer):  # on_frames
-            busy = True
-            engine.receive(frames, now)
-        if now >= engine.deadline and (self._ticked_at != now or busy):  # on_wake
-            self._ticked_at = now
-            busy = True
-            engine.tick(now)
-        while self.inbox:  # on_inbox, and on_receive for what Pykka hands over
-            if engine.finished:
-                break
+        for lane in self.lane_list:
+            while lane.monitor:  # _on_monitor
+                busy = True
+                lane.engine.connection(lane.monitor.pop(0), now)
+            for _, frames in self.cluster._arrived((self.peer, lane.client)):  # the lane's socket
+                busy = True
+                lane.engine.receive(frames, now)
+        for lane in self.lane_list:  # on_wake
+            engine = lane.engine
+            if now >= engine.deadline and (lane.ticked_at != now or busy):
+                lane.ticked_at = now
+                busy = True
+                engine.tick(now)
+        while self.inbox and not self.stopped:  # on_inbox, and on_receive for the rest
             busy = True
             self._handle(self.inbox.popleft(), now)
         return self._flush(now) or busy
 
     def _handle(self, message: tuple[Any, ...], now: float) -> None:
-        engine, kind = self.engine, message[0]
+        engines, kind = self.engines, message[0]
         if kind == "started":
-            engine.started(message[1])
+            _, request_id, lane = message
+            engines[lane].started(request_id)
         elif kind == "partial":
-            engine.partial(message[1], message[2])
+            _, request_id, body, lane = message
+            engines[lane].partial(request_id, body)
         elif kind == "done":
-            _, request_id, urn, command, body = message
-            engine.done(request_id, urn, command, body, now)
+            _, request_id, urn, command, body, lane = message
+            engines[lane].done(request_id, urn, command, body, now)
         elif kind == "exited":
             _, urn, unrun = message
-            engine.actor_exited(urn, unrun)
+            self.lanes.actor_exited(urn, unrun)
             self._pool_exited(urn)
         elif kind == "leave":
-            engine.leave(now, message[1])
+            for engine in engines:
+                engine.leave(now, message[1])
         else:  # pragma: no cover
             raise AssertionError(f"unknown inbox message {message!r}")
 
     def _flush(self, now: float) -> bool:
         """``_SocketActor.flush``."""
-        engine = self.engine
-        engine.flush(now)
-        busy = bool(engine.out)
-        out, engine.out = engine.out, []
-        for frames in out:
-            self.cluster._send(self.peer, self.client, frames)
-        if engine.to_retire:
-            busy = True
-            retire, engine.to_retire = engine.to_retire, []
-            for urn in retire:
-                self.retirements.append(urn)
-                self._pool_retire(urn)
-        while engine.to_tell:
-            busy = True
-            self._tell(now)
+        busy = False
+        if len(self.lane_list) > 1:
+            self.lanes.rebalance(now)
+        for lane in self.lane_list:
+            engine = lane.engine
+            engine.flush(now)
+            busy = busy or bool(engine.out)
+            out, engine.out = engine.out, []
+            for frames in out:
+                self.cluster._send(self.peer, lane.client, frames)
+            if engine.to_retire:
+                busy = True
+                retire, engine.to_retire = engine.to_retire, []
+                for urn in retire:
+                    self.retirements.append(urn)
+                    self._pool_retire(urn)
+        for engine in self.engines:
+            while engine.to_tell:
+                busy = True
+                self._tell(engine, now)
         if self._late:
             busy = True
             self.inbox.extend(self._late)
             self._late.clear()
-        if engine.reconnect_wanted:
-            busy = True
-            engine.reconnect_wanted = False
-            self.cluster._drop_to(self.peer)  # the old socket goes, and what waited in it
-            engine.connection(False, now)
-            if self.cluster._can_connect(self):
-                self._monitor.append(True)
-        if engine.finished and not self.stopped:
+        for lane in self.lane_list:
+            if lane.engine.reconnect_wanted:
+                busy = True
+                lane.engine.reconnect_wanted = False
+                self.cluster._drop_to((self.peer, lane.client))  # the old socket, and its queue
+                lane.engine.connection(False, now)
+                if self.cluster._can_connect(lane.client):
+                    lane.monitor.append(True)
+        held = self.lanes.held()
+        assert held <= self.capacity, f"{self.peer!r} holds {held} calls, beyond {self.capacity}"
+        if all(engine.finished for engine in self.engines) and not self.stopped:
             busy = True
             self.stopped = True
             self.cluster._drop_to(self.peer)
         return busy
 
-    def _tell(self, now: float) -> None:
+    def _tell(self, engine: WorkerEngine, now: float) -> None:
         """``_SocketActor._tell``."""
-        engine = self.engine
         calls, engine.to_tell = engine.to_tell, []
         for index, call in enumerate(calls):
             if call.state is not CallState.HANDED:
@@ -563,35 +610,39 @@ class Cluster:
             self, name, heartbeat=heartbeat, liveness=liveness, timeout=timeout, retries=retries,
             max_message_size=max_message_size)
         for worker in self.workers.values():
-            if worker.client == name and not (worker.killed or worker.stopped):
-                worker._monitor.append(True)  # HANDSHAKE_SUCCEEDED
+            if not (worker.killed or worker.stopped):
+                for lane in worker.lane_list:
+                    if lane.client == name:
+                        lane.monitor.append(True)  # HANDSHAKE_SUCCEEDED
         self.settle()
         return client
 
     def add_worker(
-        self, peer: bytes | str, *, client: str = "client",
+        self, peer: bytes | str, *, client: str | Sequence[str] = "client",
         procedures: Sequence[str] = ("ping", "echo"), pool_size: int = 2,
         prefetch: int | None = None, heartbeat: float = 1.0, liveness: int = 3,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, idempotent: Sequence[str] = (),
         name: str | None = None, settle: bool = True,
     ) -> WorkerNode:
-        """A worker starts (its actors first, as in ``on_start``) and connects to ``client``'s
-        endpoint; with ``settle``, the network runs until it is registered (if the client is
-        there)."""
+        """A worker starts and connects to the endpoint of ``client`` (a name, or several: a
+        lane each); with ``settle``, the network runs until it is registered (with the clients
+        that are there)."""
         peer = peer.encode() if isinstance(peer, str) else peer
         assert peer not in self.workers, "routing ids are unique"
+        clients = [client] if isinstance(client, str) else list(client)
         worker = self.workers[peer] = WorkerNode(
-            self, peer, client, procedures=procedures, pool_size=pool_size, prefetch=prefetch,
+            self, peer, clients, procedures=procedures, pool_size=pool_size, prefetch=prefetch,
             heartbeat=heartbeat, liveness=liveness, max_message_size=max_message_size,
             idempotent=idempotent, name=name)
-        if self._can_connect(worker):
-            worker._monitor.append(True)  # the socket monitor's HANDSHAKE_SUCCEEDED
+        for lane in worker.lane_list:
+            if self._can_connect(lane.client):
+                lane.monitor.append(True)  # the socket monitor's HANDSHAKE_SUCCEEDED
         if settle:
             self.settle()
         return worker
 
-    def _can_connect(self, worker: WorkerNode) -> bool:
-        client = self.clients.get(worker.client)
+    def _can_connect(self, name: str) -> bool:
+        client = self.clients.get(name)
         return client is not None and not client.closed
 
     def kill_worker(self, peer: bytes | str) -> None:
@@ -618,6 +669,8 @@ class Cluster:
         return worker is not None and not (worker.killed or worker.stopped)
 
     def _send(self, source: Any, target: Any, frames: list[bytes]) -> None:
+        """From a client to a worker's routing id (its lane for that client gets it), or from a
+        worker to a client's name."""
         try:
             message: Message | None = self._decoder.decode(frames)
         except ProtocolError:
@@ -625,7 +678,15 @@ class Cluster:
         dropped = not self._alive(target)
         self.log.append(Sent(self.now, source, target, list(frames), message, dropped))
         if not dropped:
-            self._wire.append((self.now + self.latency, next(self._seq), source, target, list(frames)))
+            to = target if isinstance(target, str) else (target, source)  # (worker, its lane)
+            self._wire.append((self.now + self.latency, next(self._seq), source, to, list(frames)))
+
+    def inject(self, source: Any, target: Any, frames: list[bytes]) -> None:
+        """Put raw frames on the wire as if ``source`` had sent them to ``target`` (a client's
+        name, or a worker's routing id as bytes or str)."""
+        if isinstance(target, str) and target not in self.clients:
+            target = target.encode()
+        self._send(source, target, frames)
 
     def _arrived(self, target: Any) -> list[tuple[Any, list[bytes]]]:
         """Take the messages for ``target`` that have arrived by now, in the order sent."""
@@ -636,7 +697,11 @@ class Cluster:
         return [(source, frames) for _, _, source, _, frames in sorted(arrived)]
 
     def _drop_to(self, target: Any) -> None:
-        self._wire = [item for item in self._wire if item[3] != target]
+        """Forget what is on its way to ``target``: a client's name, a worker's routing id (all
+        its lanes), or (routing id, client name) for one lane."""
+        def bound(to: Any) -> bool:
+            return to == target or (isinstance(to, tuple) and to[0] == target)
+        self._wire = [item for item in self._wire if not bound(item[3])]
 
     def mark(self) -> int:
         """A place in :attr:`log`: ``sent(since=mark)`` is what was sent after it."""
@@ -680,9 +745,9 @@ class Cluster:
                 if not node.closed:
                     wake = min(wake, node.engine.deadline)
             elif not (node.killed or node.stopped or node.frozen):
-                wake = min(wake, node.engine.deadline)
+                wake = min(wake, *(engine.deadline for engine in node.engines))
         for arrival, _, _, target, _ in self._wire:
-            worker = self.workers.get(target)
+            worker = self.workers.get(target[0]) if isinstance(target, tuple) else None
             if worker is None or not worker.frozen:
                 wake = min(wake, arrival)
         return wake

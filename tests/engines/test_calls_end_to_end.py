@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from pirate_actors import ProtocolError, RemoteError, WorkerLost
+from pirate_actors import PirateError, ProtocolError, RemoteError, WorkerLost
 from pirate_actors.protocol import Command, Flag
 
 from .conftest import Cluster, args_of_size
@@ -235,3 +235,44 @@ def test_a_call_sent_while_an_idle_worker_leaves_is_requeued_not_lost(make_clust
     cluster.run(0.5)
     assert not future.done() or future.exception(0) is None, future.exception(0)
     assert spare.holds(future)
+
+
+def finish_everything(cluster: Cluster, worker, futures, result: object = "pong") -> None:
+    """Let the worker's actors return as soon as they get calls, until every future is done."""
+    for _ in range(100):
+        if all(f.done() for f in futures):
+            return
+        for request_id in worker.running():
+            worker.finish(request_id, result)
+        cluster.run(0.1)
+    raise AssertionError("calls left unfinished")
+
+
+def test_a_worker_serving_two_clients_runs_the_calls_of_both_within_its_capacity(make_cluster) -> None:
+    cluster = make_cluster()
+    first, second = cluster.add_client("first"), cluster.add_client("second")
+    worker = cluster.add_worker("shared", client=["first", "second"], pool_size=2, prefetch=2)
+    assert first.session.workers and second.session.workers
+    futures = [client.submit("ping") for _ in range(6) for client in (first, second)]
+    finish_everything(cluster, worker, futures)  # (the harness checks capacity every turn)
+    assert [f.result(0) for f in futures] == ["pong"] * 12
+    assert {f.request_id for f in futures} == set(worker.told_ids())  # each ran once
+
+
+def test_a_client_that_closes_touches_only_its_own_calls_on_a_shared_worker(make_cluster) -> None:
+    cluster = make_cluster()
+    first, second = cluster.add_client("first"), cluster.add_client("second")
+    worker = cluster.add_worker("shared", client=["first", "second"], pool_size=2, prefetch=2)
+    mine, theirs = first.submit("ping"), second.submit("ping")
+    cluster.settle()
+    assert worker.holds(mine) and worker.holds(theirs)
+    first.close()
+    cluster.run(0.5)
+    assert isinstance(mine.exception(0), PirateError) and not theirs.done()
+    assert worker.lane("first").engine.calls == {}
+    assert worker.retirements == [worker.actor_of(mine).urn]  # its call runs on, unheard
+    worker.finish(mine, "nobody listens")
+    worker.finish(theirs, "pong")
+    cluster.run(0.5)
+    assert theirs.result(0) == "pong"
+    assert len(worker.live_actors()) == 2

@@ -192,6 +192,21 @@ def test_a_quick_calls_started_rides_on_its_reply_as_a_flag(cluster: Cluster) ->
     assert future.partials == ["started"] and future.result(0) == "pong"
 
 
+def test_a_request_beyond_the_workers_capacity_is_answered_not_run_and_never_handed_over(
+    cluster: Cluster,
+) -> None:
+    client = cluster.clients["client"]
+    worker = cluster.add_worker("w", pool_size=1, prefetch=0)  # capacity 1
+    held = client.submit("ping")
+    cluster.settle()
+    # A client whose view of the capacity lags (a smaller offer still on its way) sends more:
+    extra = Calls(Command.REQUEST, (Entry(999, 0, _codec.dumps_call("ping", (), {})),))
+    cluster.inject("client", "w", client.codec.encode(extra))
+    cluster.settle()
+    assert errors_from(cluster, "w") == [999] and worker.told_ids() == [held.request_id]
+    assert worker.lanes.held() == 1
+
+
 # --------------------------------------------------------------------------- leaving
 
 
