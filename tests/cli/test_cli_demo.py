@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from tests.cli.support import HERE, REPO, Processes, described, script_env
+from tests.cli.support import HERE, REPO, Processes, described, free_port, script_env
 
 EXPECTED_COMMANDS = [
     "$ pirate-call {endpoint} ping",
@@ -22,10 +22,12 @@ EXPECTED_COMMANDS = [
 ]
 
 
-def run_script(script: str, endpoint: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def run_script(
+    script: str, endpoint: str, env: dict[str, str], *more: str
+) -> subprocess.CompletedProcess[str]:
     """Run one of the demo's shell scripts with short sleeps (PIRATE_DEMO_SECONDS=0.3)."""
     return subprocess.run(
-        ["bash", str(REPO / "demos" / script), endpoint],
+        ["bash", str(REPO / "demos" / script), endpoint, *more],
         cwd=REPO,
         env={**env, "PIRATE_DEMO_SECONDS": "0.3"},
         stdin=subprocess.DEVNULL,
@@ -66,10 +68,12 @@ def test_run_examples_fails_against_a_worker_that_answers_wrongly(
 
 
 @pytest.mark.timeout(60)
-def test_demo_sh_starts_a_worker_runs_the_examples_and_stops_the_worker(endpoint: str) -> None:
-    result = run_script("demo.sh", endpoint, script_env())
+def test_demo_sh_starts_a_worker_runs_the_examples_and_the_events_and_stops_the_worker(endpoint: str) -> None:
+    listen = f"tcp://127.0.0.1:{free_port()}"
+    result = run_script("demo.sh", endpoint, script_env(), listen)
     assert result.returncode == 0, described(result)
     assert "9 of 9 examples behaved as expected" in result.stdout, described(result)
+    assert "[listener] tick 4" in result.stdout and "five ticks arrived" in result.stdout, described(result)
     assert "[worker]" in result.stderr and "pirate-worker: stopped" in result.stderr, described(
         result
     )

@@ -303,7 +303,7 @@ class WorkerNode:
         self.lane_list = [
             WorkerLane(client, WorkerEngine(
                 WorkerProtocol(FrameCodec(cluster.key, max_message_size), ready, cluster.now),
-                None, heartbeat * liveness, lanes=self.lanes))
+                None, heartbeat * liveness, lanes=self.lanes, endpoint=client))
             for client in clients
         ]
         self.engines = [lane.engine for lane in self.lane_list]
@@ -478,10 +478,11 @@ class WorkerNode:
         if self.stopped or self.killed or self.frozen:
             return False
         busy = False
-        for lane in self.lane_list:
+        for lane in self.lane_list:  # the watched monitors first, as the loop reads them
             while lane.monitor:  # _on_monitor
                 busy = True
                 lane.engine.connection(lane.monitor.pop(0), now)
+        for lane in self.lane_list:
             for _, frames in self.cluster._arrived((self.peer, lane.client)):  # the lane's socket
                 busy = True
                 lane.engine.receive(frames, now)
