@@ -66,6 +66,8 @@ class CallState(enum.Enum):
 
 
 _RUNNING_STATES = (CallState.RUNNING, CallState.STARTED, CallState.REPORTED)
+_STARTED_STATE = CallState.STARTED
+_PARTIAL = Command.PARTIAL
 _TIMED_OUT = _codec.dump_exception(CallTimeout("the call's deadline had passed when it arrived; not run"))
 
 
@@ -417,8 +419,9 @@ class WorkerEngine:
         call = self.calls.get(request_id)
         if call is None or call.state not in _RUNNING_STATES:
             return
-        self._announce(call)
-        self._queue(Command.PARTIAL, Entry(request_id, 0, body))
+        if call.state is _STARTED_STATE:
+            self._announce(call)
+        self._queue(_PARTIAL, Entry(request_id, 0, body))
 
     def _orphan(self, request_id: int) -> WorkerCall | None:
         for call in self.retired.values():
@@ -535,8 +538,16 @@ class WorkerEngine:
         self._batch[command].append(entry)
         self._batch_size += size
 
+    _limit_for = -1  # the client's announced size the cached room was computed for
+    _room = 0
+
     def _batch_limit(self) -> int:
-        return self.session.codec.room(self.session.send_limit)
+        """Room for entries in one message to this client (cached: it is read per answer)."""
+        announced = self.session.client_max_message_size
+        if announced != self._limit_for:
+            self._limit_for = announced
+            self._room = self.session.codec.room(self.session.send_limit)
+        return self._room
 
     def _not_run(self, request_id: int) -> None:
         body = _codec.dump_error(ErrorKind.NOT_RUN, "NotRun", "the worker is leaving; not run")

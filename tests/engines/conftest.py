@@ -64,7 +64,8 @@ from pirate_actors.protocol import (
 from ..protocol.conftest import FakeClock
 
 __all__ = [
-    "Cluster", "ClientNode", "FakeActor", "FakeClock", "Sent", "WorkerNode", "args_of_size",
+    "Cluster", "ClientNode", "FakeActor", "FakeClock", "MakeCluster", "Sent", "WorkerNode",
+    "args_of_size",
 ]
 
 TICK = 0.001
@@ -74,12 +75,16 @@ TICK = 0.001
 STUCK_LIMIT = 50
 """Wake-ups in a row at a deadline already past before the harness calls it a busy loop."""
 
+MakeCluster = Callable[..., "Cluster"]
+"""The ``make_cluster`` fixture: ``make_cluster(key=..., latency=...)``."""
+
 RequestRef = Any
 """A request id, or a :class:`CallFuture` (its ``request_id``)."""
 
 
 def _rid(ref: RequestRef) -> int:
-    return int(getattr(ref, "request_id", ref))
+    request_id: int = ref.request_id if isinstance(ref, CallFuture) else ref
+    return request_id
 
 
 # --------------------------------------------------------------------------- the wire
@@ -245,11 +250,16 @@ class ClientNode:
         return bool(partials)
 
     def close(self) -> None:
-        """``Client.close``: DISCONNECT to every worker; every unfinished call fails."""
+        """``Client.close``: DISCONNECT to every worker, every unfinished call fails, and the
+        socket closes (each worker's monitor then says its connection dropped)."""
         now = self.cluster.now
         self.engine.close(now)
         self._flush(now)
         self.closed = True
+        for worker in self.cluster.workers.values():
+            for lane in worker.lane_list:
+                if lane.client == self.name:
+                    lane.monitor.append(False)  # EVENT_DISCONNECTED
 
 
 # --------------------------------------------------------------------------- workers
@@ -691,7 +701,9 @@ class Cluster:
 
     def _arrived(self, target: Any) -> list[tuple[Any, list[bytes]]]:
         """Take the messages for ``target`` that have arrived by now, in the order sent."""
-        now, arrived, rest = self.now, [], []
+        now = self.now
+        arrived: list[tuple[float, int, Any, Any, list[bytes]]] = []
+        rest: list[tuple[float, int, Any, Any, list[bytes]]] = []
         for item in self._wire:
             (arrived if item[3] == target and item[0] <= now else rest).append(item)
         self._wire = rest

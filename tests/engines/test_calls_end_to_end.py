@@ -7,9 +7,10 @@ from __future__ import annotations
 import pytest
 
 from pirate_actors import PirateError, ProtocolError, RemoteError, WorkerLost
+from pirate_actors._future import CallFuture
 from pirate_actors.protocol import Command, Flag
 
-from .conftest import Cluster, args_of_size
+from .conftest import Cluster, MakeCluster, WorkerNode, args_of_size
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -180,7 +181,7 @@ def test_an_actor_that_dies_mid_call_fails_only_that_call(cluster: Cluster) -> N
 
 @pytest.mark.parametrize("key", [None, KEY], ids=["no-key", "hmac"])
 def test_a_request_exactly_at_max_message_size_is_accepted_and_one_byte_more_is_refused(
-    make_cluster, key: bytes | None,
+    make_cluster: MakeCluster, key: bytes | None,
 ) -> None:
     limit = 4096
     cluster = make_cluster(key=key)
@@ -218,7 +219,7 @@ def test_a_lost_call_to_an_idempotent_procedure_runs_again_on_another_worker(
     assert client.engine.retried == 1
 
 
-def test_a_call_sent_while_an_idle_worker_leaves_is_requeued_not_lost(make_cluster) -> None:
+def test_a_call_sent_while_an_idle_worker_leaves_is_requeued_not_lost(make_cluster: MakeCluster) -> None:
     # SPEC §2: stop() answers calls it holds but never started -- "and any that arrive
     # meanwhile" -- with "not run", which the client re-queues. An idle worker finishes (final
     # DISCONNECT, socket closed) in the same turn it says it is leaving, so a REQUEST already
@@ -233,11 +234,13 @@ def test_a_call_sent_while_an_idle_worker_leaves_is_requeued_not_lost(make_clust
     cluster.run(0.5)
     spare = cluster.add_worker("spare")
     cluster.run(0.5)
-    assert not future.done() or future.exception(0) is None, future.exception(0)
+    assert not future.done(), f"a call that never ran failed: {future.exception(0)!r}"
     assert spare.holds(future)
 
 
-def finish_everything(cluster: Cluster, worker, futures, result: object = "pong") -> None:
+def finish_everything(
+    cluster: Cluster, worker: WorkerNode, futures: list[CallFuture], result: object = "pong",
+) -> None:
     """Let the worker's actors return as soon as they get calls, until every future is done."""
     for _ in range(100):
         if all(f.done() for f in futures):
@@ -248,7 +251,7 @@ def finish_everything(cluster: Cluster, worker, futures, result: object = "pong"
     raise AssertionError("calls left unfinished")
 
 
-def test_a_worker_serving_two_clients_runs_the_calls_of_both_within_its_capacity(make_cluster) -> None:
+def test_a_worker_serving_two_clients_runs_the_calls_of_both_within_its_capacity(make_cluster: MakeCluster) -> None:
     cluster = make_cluster()
     first, second = cluster.add_client("first"), cluster.add_client("second")
     worker = cluster.add_worker("shared", client=["first", "second"], pool_size=2, prefetch=2)
@@ -259,7 +262,7 @@ def test_a_worker_serving_two_clients_runs_the_calls_of_both_within_its_capacity
     assert {f.request_id for f in futures} == set(worker.told_ids())  # each ran once
 
 
-def test_a_client_that_closes_touches_only_its_own_calls_on_a_shared_worker(make_cluster) -> None:
+def test_a_client_that_closes_touches_only_its_own_calls_on_a_shared_worker(make_cluster: MakeCluster) -> None:
     cluster = make_cluster()
     first, second = cluster.add_client("first"), cluster.add_client("second")
     worker = cluster.add_worker("shared", client=["first", "second"], pool_size=2, prefetch=2)

@@ -17,7 +17,7 @@ from pirate_actors.protocol import (
     Ready,
 )
 
-from .conftest import Cluster
+from .conftest import Cluster, MakeCluster
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -126,7 +126,7 @@ def test_a_leaving_worker_gets_no_new_calls(cluster: Cluster) -> None:
 
 
 def test_a_queued_call_fails_with_no_worker_error_after_the_clients_timeout_with_no_worker(
-    make_cluster,
+    make_cluster: MakeCluster,
 ) -> None:
     cluster = make_cluster()
     client = cluster.add_client(timeout=5.0)
@@ -139,7 +139,7 @@ def test_a_queued_call_fails_with_no_worker_error_after_the_clients_timeout_with
     assert client.queued == 0 and client.in_flight == 0
 
 
-def test_a_queued_call_does_not_fail_when_a_worker_comes_before_the_timeout(make_cluster) -> None:
+def test_a_queued_call_does_not_fail_when_a_worker_comes_before_the_timeout(make_cluster: MakeCluster) -> None:
     cluster = make_cluster()
     client = cluster.add_client(timeout=5.0)
     future = client.submit("ping")
@@ -214,7 +214,7 @@ def test_several_calls_to_one_worker_in_a_turn_go_in_one_request_message(cluster
     assert [s.request_ids for s in cluster.sent("client", Command.REQUEST)][1:] == [[later.request_id]]
 
 
-def test_a_batch_is_split_so_that_no_message_exceeds_max_message_size(make_cluster) -> None:
+def test_a_batch_is_split_so_that_no_message_exceeds_max_message_size(make_cluster: MakeCluster) -> None:
     limit = 2000
     cluster = make_cluster()
     client = cluster.add_client(max_message_size=limit)

@@ -23,7 +23,7 @@ from pirate_actors.protocol import (
     WorkerProtocol,
 )
 
-from .conftest import Cluster
+from .conftest import Cluster, MakeCluster
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -256,7 +256,7 @@ def test_leaving_finishes_at_the_stop_timeout_when_a_running_call_never_returns(
     assert not cluster.sent("w", since=since)  # a stopped worker says nothing more
 
 
-def test_a_call_that_arrives_while_the_worker_leaves_is_answered_not_run(make_cluster) -> None:
+def test_a_call_that_arrives_while_the_worker_leaves_is_answered_not_run(make_cluster: MakeCluster) -> None:
     cluster = make_cluster(latency=0.05)
     client = cluster.add_client()
     worker = cluster.add_worker("w", pool_size=1, prefetch=1)
@@ -300,7 +300,7 @@ def test_a_worker_session_with_no_connection_up_sends_and_counts_nothing() -> No
     assert session.stats.sent == 0 and session.state is SessionState.CLOSED
 
 
-def test_a_worker_engine_with_no_client_there_sends_nothing(make_cluster) -> None:
+def test_a_worker_engine_with_no_client_there_sends_nothing(make_cluster: MakeCluster) -> None:
     cluster = make_cluster()  # no client bound: no connection ever comes up
     worker = cluster.add_worker("w")
     cluster.run(10.0)
