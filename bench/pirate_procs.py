@@ -25,3 +25,15 @@ class BenchProcedures(ProcedureActor):
         """Hold a call in flight (for the SIGKILL probe)."""
         time.sleep(seconds)
         return True
+
+    def emit_events(self, n: int) -> int:
+        """Emit ``n`` events on topic ``"bench"``, then return ``n`` (for bench/events.py)."""
+        emit = self.emit
+        for i in range(n):
+            emit("bench", i)
+        return n
+
+    def work(self, seconds: float) -> bool:
+        """Hold an actor for ``seconds`` (for bench/share.py)."""
+        time.sleep(seconds)
+        return True
