@@ -364,23 +364,36 @@ class ClientEngine:
         worker = event.worker
         if worker is None:
             return
-        logger.warning("worker %s lost: %s", worker.ready.name, event.reason)
+        if event.graceful:
+            logger.info("worker %s left", worker.ready.name)
+        else:
+            logger.warning("worker %s lost: %s", worker.ready.name, event.reason)
         for request_id in sorted(worker.calls):
             call = self.calls.get(request_id)
             if call is None:
                 continue
-            if len(call.attempts) - 1 < self._retries_allowed(call, worker):
-                self.retried += 1
-                self._requeue(call)
-                continue
-            tried = ", ".join(p.decode(errors="replace") for p in call.attempts)
-            self._finish(call, exception=WorkerLost(
-                f"worker {worker.ready.name} was lost before replying: {event.reason} "
-                f"(sent to {len(call.attempts)} worker(s): {tried})"
-            ))
+            if event.graceful:
+                self._requeue(call)  # sent while it was leaving: it never received it
+            else:
+                self._lost(call, worker, event.reason)
         self._cancels.pop(event.peer, None)
         self._requests.pop(event.peer, None)
         self._workers_changed(now)
+
+    def _lost(self, call: Call, worker: WorkerPeer, reason: str) -> None:
+        """The call's worker was lost (or stopped) while holding it: it may have run. Sent
+        again if its retries allow, else it fails with WorkerLost naming each worker tried."""
+        if call.peer is not None and call.peer in self.session.workers:
+            self.session.workers[call.peer].calls.discard(call.request_id)
+        if len(call.attempts) - 1 < self._retries_allowed(call, worker):
+            self.retried += 1
+            self._requeue(call)
+            return
+        tried = ", ".join(p.decode(errors="replace") for p in call.attempts)
+        self._finish(call, exception=WorkerLost(
+            f"worker {worker.ready.name} was lost before replying: {reason} "
+            f"(sent to {len(call.attempts)} worker(s): {tried})"
+        ))
 
     def _retries_allowed(self, call: Call, worker: WorkerPeer) -> int:
         """How often ``call`` may be sent again if ``worker`` is lost while holding it."""
@@ -426,6 +439,8 @@ class ClientEngine:
                     if worker is not None:
                         worker.calls.discard(call.request_id)
                     self._requeue(call)
+                elif kind == ErrorKind.ABANDONED and peer in self.session.workers:
+                    self._lost(call, self.session.workers[peer], str(exception))
                 else:
                     self._finish(call, exception=exception)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import cloudpickle  # type: ignore[import-untyped]
 
-from ._errors import ProtocolError, RemoteError, RemoteTraceback, UnknownProcedure
+from ._errors import ProtocolError, RemoteError, RemoteTraceback, UnknownProcedure, WorkerLost
 
 __all__ = ["ErrorKind", "dumps", "dumps_call", "loads", "dump_error", "load_error", "dump_exception"]
 
@@ -25,6 +25,7 @@ class ErrorKind:
     UNKNOWN = "unknown"  # no such procedure
     NOT_RUN = "not_run"  # the worker never started it; the client may re-queue it
     PROTOCOL = "protocol"  # the call or its result broke the wire rules
+    ABANDONED = "abandoned"  # the worker stopped while it ran: lost, like a dead worker's calls
 
 
 _PLAIN = frozenset({str, bytes, int, float, bool, type(None)})
@@ -108,6 +109,8 @@ def load_error(data: bytes) -> tuple[str, BaseException]:
         return kind, UnknownProcedure(type_name, message, tb)
     if kind == ErrorKind.PROTOCOL:
         return kind, ProtocolError(message)
+    if kind == ErrorKind.ABANDONED:
+        return kind, WorkerLost(message)
     if pickled is not None:
         try:
             rebuilt = pickle.loads(pickled)

@@ -67,6 +67,8 @@ class CallFuture(concurrent.futures.Future):  # type: ignore[type-arg]
 
     def cancel(self) -> bool:
         """Cancel the call, queued or running; False only if it already finished."""
+        if self.cancelled():
+            return True  # as concurrent.futures.Future does; nothing more to tell anyone
         if not super().cancel():
             return False
         # Future.cancel() wakes result() but not wait()/as_completed(): their waiters hear of

@@ -69,6 +69,8 @@ _RUNNING_STATES = (CallState.RUNNING, CallState.STARTED, CallState.REPORTED)
 _STARTED_STATE = CallState.STARTED
 _PARTIAL = Command.PARTIAL
 _TIMED_OUT = _codec.dump_exception(CallTimeout("the call's deadline had passed when it arrived; not run"))
+_ABANDONED = _codec.dump_error(
+    ErrorKind.ABANDONED, "WorkerLost", "the worker stopped before the call finished")
 
 
 @dataclass(slots=True, eq=False)
@@ -641,6 +643,10 @@ class WorkerEngine:
     def _finish(self, now: float) -> None:
         if self.finished:
             return
+        if self.calls:  # still running at the stop's deadline: lost to their callers
+            for call in list(self.calls.values()):
+                call.run.cancelled = True
+                self._queue(Command.ERROR, Entry(call.request_id, 0, _ABANDONED))
         self.flush(now)
         self.out.extend(self.session.close(now))
         self.finished = True

@@ -156,6 +156,9 @@ class WorkerGone:
     peer: bytes
     reason: str
     worker: WorkerPeer | None = field(default=None, compare=False, repr=False)
+    graceful: bool = field(default=False, compare=False)
+    """It left after saying it was leaving: it answered every call it had received, so a call
+    still unanswered never reached it."""
 
 
 Event = Union[ClientRegistered, ClientLost, CallsReceived, BadCalls, EventsReceived,
@@ -542,7 +545,8 @@ class ClientProtocol:
         if isinstance(message, Disconnect):
             if message.final:
                 del self.workers[peer]
-                return [WorkerGone(peer, "it left", worker)], []
+                graceful = worker.state is WorkerState.LEAVING
+                return [WorkerGone(peer, "it left", worker, graceful)], []
             worker.state = WorkerState.LEAVING
             return [WorkerLeaving(peer)], []
         if isinstance(message, Calls) and message.command in (
