@@ -18,7 +18,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import zmq
 
@@ -426,6 +426,37 @@ class Client:
                                    deadline=deadline))
         return future
 
+    def map(
+        self, procedure: str, /, *iterables: Iterable[Any], timeout: float | None = None
+    ) -> Iterator[Any]:
+        """Like ``concurrent.futures.Executor.map``: every call goes out at once, the results
+        come back in order, a call's exception is raised when its result is reached, and
+        ``timeout`` bounds the whole iteration (``TimeoutError`` when it passes; the calls not
+        yet done are cancelled)."""
+        return self._map(procedure, iterables, timeout)
+
+    def _map(
+        self, procedure: str, iterables: tuple[Iterable[Any], ...], timeout: float | None,
+        retries: int | None = None, call_timeout: float | None = None,
+    ) -> Iterator[Any]:
+        end = None if timeout is None else time.monotonic() + timeout
+        futures = [self._submit(procedure, args, {}, retries, call_timeout) for args in zip(*iterables)]
+
+        def results() -> Iterator[Any]:
+            try:
+                futures.reverse()  # pop from the end: the iterator keeps no reference to results
+                while futures:
+                    future = futures.pop()
+                    if end is None:
+                        yield future.result()
+                    else:
+                        yield future.result(max(0.0, end - time.monotonic()))
+            finally:
+                for future in futures:
+                    future.cancel()
+
+        return results()
+
     def _cancel(self, future: CallFuture) -> None:
         self._mailbox.put(future.request_id)
 
@@ -482,6 +513,15 @@ class CallOptions:
         except concurrent.futures.TimeoutError:  # only if the client thread is stuck
             future.cancel()
             raise CallTimeout(f"{procedure!r} got no reply within {timeout:g} s; cancelled") from None
+
+    def map(
+        self, procedure: str, /, *iterables: Iterable[Any], timeout: float | None = None
+    ) -> Iterator[Any]:
+        """Like ``concurrent.futures.Executor.map``: every call goes out at once, the results
+        come back in order, a call's exception is raised when its result is reached, and
+        ``timeout`` bounds the whole iteration (``TimeoutError`` when it passes; the calls not
+        yet done are cancelled)."""
+        return self.client._map(procedure, iterables, timeout, self.retries, self.timeout)
 
     def __repr__(self) -> str:
         return f"<CallOptions retries={self.retries} timeout={self.timeout} of {self.client!r}>"

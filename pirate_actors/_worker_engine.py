@@ -244,6 +244,8 @@ class WorkerEngine:
         else:
             for entry in event.entries:
                 self.cancel(entry.request_id)
+            if self._stop_deadline is not None:
+                self._check_stop(self._now)  # the last running call may just have gone
 
     def _request(self, entry: Entry) -> None:
         request_id, flags, body = entry.request_id, entry.flags, entry.body

@@ -335,3 +335,18 @@ def test_a_leaving_worker_session_still_answers_but_announces_no_capacity() -> N
     assert isinstance(codec.decode(reply), Calls)
     with pytest.raises(LocalProtocolError, match="leaving"):
         session.capacity(1, 10.7)
+
+
+def test_a_leaving_worker_whose_last_running_call_is_cancelled_finishes_at_once(cluster: Cluster) -> None:
+    # Found by a probe: the cancel freed the last slot, but the stop waited for its timeout.
+    client = cluster.clients["client"]
+    worker = cluster.add_worker("w", pool_size=1)
+    future = client.submit("ping")
+    cluster.settle()
+    worker.start(future)
+    worker.leave(timeout=30.0)
+    cluster.settle()
+    assert not worker.engine.finished
+    future.cancel()
+    took = cluster.run_until(lambda: worker.engine.finished)
+    assert took < 1.0
