@@ -517,10 +517,7 @@ class CallOptions:
     def map(
         self, procedure: str, /, *iterables: Iterable[Any], timeout: float | None = None
     ) -> Iterator[Any]:
-        """Like ``concurrent.futures.Executor.map``: every call goes out at once, the results
-        come back in order, a call's exception is raised when its result is reached, and
-        ``timeout`` bounds the whole iteration (``TimeoutError`` when it passes; the calls not
-        yet done are cancelled)."""
+        """``Client.map`` with these options."""
         return self.client._map(procedure, iterables, timeout, self.retries, self.timeout)
 
     def __repr__(self) -> str:

@@ -30,6 +30,7 @@ import pytest
 from pirate_actors import CallFuture, Client, ProcedureActor, ProtocolError, Worker
 from pirate_actors._codec import dumps_call
 from pirate_actors.protocol import SIGNATURE
+from tests.helpers.sync import started_event, wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -134,24 +135,6 @@ def _worker(es: ExitStack, actor_class: type[ProcedureActor], connect: str, **kw
     return worker
 
 
-def _wait_until(predicate: Any, timeout: float, what: str) -> Any:
-    """Poll state that has no event of its own (another thread's counters)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout:g} s")
-        time.sleep(0.01)
-
-
-def _started(future: CallFuture) -> threading.Event:
-    event = threading.Event()
-    future.add_partial_callback(lambda fut, message: event.set() if message == "started" else None)
-    return event
-
-
 # -- 1. a cancelled future counts as done ---------------------------------------------------------
 
 
@@ -178,7 +161,7 @@ def test_a_cancelled_running_future_counts_as_done_for_as_completed_and_wait(
     client.wait_for_worker(timeout=5)
     name, g = gate()
     running = client.submit("slow", name, "running")
-    started = _started(running)
+    started = started_event(running)
     g.wait_entered()
     assert started.wait(5), "no 'started' partial"
     waiting = [client.submit("slow", name, i) for i in range(2)]  # the worker is full
@@ -224,7 +207,7 @@ def test_a_worker_with_no_client_counts_nothing_sent_until_a_client_binds_and_it
     client = _client(stack, endpoint, heartbeat=0.05)
     client.wait_for_worker(timeout=5)
     assert client.call("fast", timeout=5) == "fast"
-    _wait_until(lambda: worker.stats()["sent"] > 0, 5, "worker stats counting its sends")
+    wait_until(lambda: worker.stats()["sent"] > 0, 5, "worker stats counting its sends")
 
 
 # -- 4. no head-of-line blocking ------------------------------------------------------------------
@@ -236,7 +219,7 @@ def test_a_call_no_free_worker_serves_does_not_hold_back_a_call_another_worker_s
     client = _client(stack)
     _worker(stack, SlowOnly, client.endpoint, pool_size=1, prefetch=0, name="slow-worker")
     _worker(stack, FastOnly, client.endpoint, name="fast-worker")
-    _wait_until(lambda: len(client.workers()) == 2, 5, "both workers registered")
+    wait_until(lambda: len(client.workers()) == 2, 5, "both workers registered")
     name, g = gate()
     first = client.submit("slow", name, 1)
     g.wait_entered()  # the slow worker's only slot is taken
