@@ -70,6 +70,8 @@ class Call:
     """The workers it was sent to, in order."""
     registrations: int = -1
     """The engine's registrations when it was submitted (-1: there was a worker then)."""
+    losses: int = 0
+    """Workers lost while holding it (calls answered "not run" do not count)."""
 
 
 Outcome = tuple[CallFuture, Any, "BaseException | None"]
@@ -289,7 +291,7 @@ class ClientEngine:
                     f"of worker {worker.ready.name} ({limit})"
                 ))
                 continue
-            if self._retries_allowed(call, worker) > len(call.attempts):
+            if self._retries_allowed(call, worker) > call.losses:
                 flags |= RETRYABLE
             call.peer = peer
             call.attempts.append(peer)
@@ -385,7 +387,8 @@ class ClientEngine:
         again if its retries allow, else it fails with WorkerLost naming each worker tried."""
         if call.peer is not None and call.peer in self.session.workers:
             self.session.workers[call.peer].calls.discard(call.request_id)
-        if len(call.attempts) - 1 < self._retries_allowed(call, worker):
+        call.losses += 1
+        if call.losses <= self._retries_allowed(call, worker):
             self.retried += 1
             self._requeue(call)
             return

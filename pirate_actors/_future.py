@@ -73,7 +73,10 @@ class CallFuture(concurrent.futures.Future):  # type: ignore[type-arg]
             return False
         # Future.cancel() wakes result() but not wait()/as_completed(): their waiters hear of
         # a cancel only here (executors call it when they would have run the call).
-        self.set_running_or_notify_cancel()
+        try:
+            self.set_running_or_notify_cancel()
+        except RuntimeError:
+            return True  # another thread cancelled it at the same moment and told everyone
         if self._on_cancel is not None:
             self._on_cancel(self)
         return True

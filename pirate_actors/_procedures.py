@@ -232,6 +232,10 @@ class ProcedureActor(pykka.ThreadingActor):
             )
             _tell(sink, Done(run.request_id, Command.ERROR, body, self.actor_urn, run.lane))
             return
+        if run.cancelled:  # cancelled (or its client lost) before this actor got to it
+            body = _codec.dump_error(ErrorKind.NOT_RUN, "NotRun", "cancelled before it started")
+            _tell(sink, Done(run.request_id, Command.ERROR, body, self.actor_urn, run.lane))
+            return
         if run.deadline is not None and time.monotonic() >= run.deadline:
             body = _codec.dump_exception(CallTimeout(f"{procedure!r} was not started: its deadline had passed"))
             _tell(sink, Done(run.request_id, Command.ERROR, body, self.actor_urn, run.lane))

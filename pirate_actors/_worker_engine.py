@@ -489,6 +489,8 @@ class WorkerEngine:
                 self._queue(Command.ERROR, Entry(call.request_id, 0, body))
         if self.session.leaving or self.closing:
             self._give_back_waiting()
+        if self._stop_deadline is not None:
+            self._check_stop(self._now)  # its call may have been the last one running
 
     # -- events
 
@@ -749,13 +751,18 @@ class Lanes:
         capacity = self.capacity
         active = [e for e in engines if e.calls or now - e.last_request < e.session.ready.heartbeat]
         idle = [e for e in engines if e not in active]
-        targets: dict[int, int] = {e.lane: min(1, capacity) for e in idle}
+        # Idle clients keep a slot each, as far as the active ones leave room for one each.
+        reserve = max(0, min(len(idle), capacity - len(active)))
+        targets: dict[int, int] = {e.lane: (1 if i < reserve else 0) for i, e in enumerate(idle)}
         sharers = active or engines
         if not active:
             targets = {}
         pool = capacity - sum(targets.values())
+        self._share_turn = (getattr(self, "_share_turn", 0) + 1) % len(sharers)
         for index, engine in enumerate(sharers):
-            targets[engine.lane] = pool // len(sharers) + (1 if index < pool % len(sharers) else 0)
+            # (the remainder goes round, so that no lane is left at 0 for good)
+            extra = 1 if (index - self._share_turn) % len(sharers) < pool % len(sharers) else 0
+            targets[engine.lane] = pool // len(sharers) + extra
         held = {e.lane: len(e.calls) for e in engines}
         free = capacity - self.held()
         wants = {lane: max(0, targets[lane] - held[lane]) for lane in targets}

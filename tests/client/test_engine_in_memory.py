@@ -12,6 +12,7 @@ from pirate_actors import _codec
 from pirate_actors._client_engine import Call, ClientEngine
 from pirate_actors._future import CallFuture
 from pirate_actors.protocol import (
+    RETRYABLE,
     ClientProtocol,
     Calls,
     Command,
@@ -201,3 +202,22 @@ def test_a_cancelled_call_future_counts_as_done_for_wait_and_as_completed() -> N
     done, pending = concurrent.futures.wait(futures, timeout=0)
     assert done == {futures[1]} and len(pending) == 2
     assert next(concurrent.futures.as_completed(futures, timeout=1)) is futures[1]
+
+
+def test_a_call_answered_not_run_keeps_its_retries_for_real_losses() -> None:
+    # Found by review: a "not run" bounce used to count as a lost attempt.
+    from pirate_actors._codec import ErrorKind, dump_error
+
+    h = Harness()
+    h.engine.retries = 1
+    h.ready(b"a", ("p",), capacity=1, idempotent=("p",))
+    future = h.submit("p")
+    assert h.requests() == {b"a": [future.request_id]}
+    not_run = dump_error(ErrorKind.NOT_RUN, "NotRun", "leaving")
+    h.engine.receive(b"a", h.codec.encode(Calls(Command.ERROR, (Entry(future.request_id, 0, not_run),))), h.now)
+    h.ready(b"b", ("p",), capacity=1, idempotent=("p",))
+    sent = h.flush()
+    (peer, message), = [(p, m) for p, m in sent if m.command is Command.REQUEST]
+    assert message.entries[0].flags & RETRYABLE  # one retry still left
+    h.engine.receive(peer, h.codec.encode(Disconnect(True)), h.now)
+    assert not future.done() and h.engine.retried == 1

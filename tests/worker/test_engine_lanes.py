@@ -182,3 +182,24 @@ def test_shares_never_add_up_to_more_than_the_capacity_whatever_the_clients_do()
         w.turn()
         assert sum(e.offer for e in w.engines) <= CAPACITY + sum(
             max(0, len(e.calls) - e.offer) for e in w.engines)
+
+
+def test_with_less_capacity_than_clients_the_one_busy_client_still_gets_a_slot() -> None:
+    # Found by review: idle clients' reserved slots could leave the only active one with 0.
+    ready = Ready("w", 1, 0.5, 3, ("p",))
+    lanes = Lanes(1)
+    engines = [WorkerEngine(WorkerProtocol(FrameCodec(), ready, 0.0), None, 30.0, lanes=lanes)
+               for _ in range(3)]
+    for n, engine in enumerate(engines):
+        engine.session.connected(0.0)
+        engine.session.ready_frames(0.0)
+        engine.receive(FrameCodec().encode(Heartbeat(10.0, 3, 0, bytes([n]) * SESSION_SIZE)), 0.0)
+    engines[2].last_request = 100.0  # the last lane is the busy one
+    lanes.rebalance(100.0)
+    assert [e.offer for e in engines] == [0, 0, 1]
+    engines[2].last_request = float("-inf")  # all idle: every lane gets the slot in turn
+    seen = set()
+    for step in range(3):
+        lanes.rebalance(200.0 + step)
+        seen |= {n for n, e in enumerate(engines) if e.offer}
+    assert seen == {0, 1, 2}
