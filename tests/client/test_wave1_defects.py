@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import configparser
-import itertools
 import re
 import socket
 import threading
@@ -30,6 +29,7 @@ import pytest
 from pirate_actors import CallFuture, Client, ProcedureActor, ProtocolError, Worker
 from pirate_actors._codec import dumps_call
 from pirate_actors.protocol import SIGNATURE
+from tests.conftest import GATES
 from tests.helpers.sync import started_event, wait_until
 
 pytestmark = pytest.mark.timeout(30)
@@ -38,42 +38,12 @@ HEARTBEAT = 0.1
 ROOT = Path(__file__).resolve().parents[2]
 
 
-# -- gates: a test holds procedures inside a call until it opens the gate ----------------------
-
-
-class _Gate:
-    def __init__(self) -> None:
-        self.opened = threading.Event()
-        self.entered = threading.Semaphore(0)
-
-    def wait_entered(self, count: int = 1, timeout: float = 10.0) -> None:
-        for _ in range(count):
-            assert self.entered.acquire(timeout=timeout), "the procedure never started"
-
-
-_GATES: dict[str, _Gate] = {}
-_gate_names = itertools.count()
-
-
-@pytest.fixture
-def gate() -> Iterator[Any]:
-    """Make gates; every one is opened at teardown, before the workers stop (see ``stack``)."""
-    made: list[str] = []
-
-    def make() -> tuple[str, _Gate]:
-        name = f"wave1-gate-{next(_gate_names)}"
-        _GATES[name] = _Gate()
-        made.append(name)
-        return name, _GATES[name]
-
-    yield make
-    for name in made:
-        _GATES.pop(name).opened.set()
+# -- procedures (gates and the ``gate`` fixture are tests/conftest.py's) ----------------------
 
 
 def _hold(gate: str, result: Any) -> Any:
-    _GATES[gate].entered.release()
-    if not _GATES[gate].opened.wait(25):
+    GATES[gate].entered.release()
+    if not GATES[gate].opened.wait(25):
         raise RuntimeError("gate never opened")
     return result
 
@@ -110,7 +80,7 @@ def stack() -> Iterator[ExitStack]:
         try:
             yield es
         finally:
-            for g in list(_GATES.values()):
+            for g in list(GATES.values()):
                 g.opened.set()
 
 
