@@ -26,7 +26,7 @@ from . import _codec
 from ._client_engine import Call, ClientEngine
 from ._errors import CallTimeout, NoWorkerError, PirateError, ProtocolError
 from ._events import Event, EventQueue, Subscribers, Subscription
-from ._future import CallFuture, WorkerInfo
+from ._future import CallFuture, WorkerInfo, deliver_partials, settle
 from ._loop import SocketLoop
 from ._mailbox import Mailbox, send_frames
 from ._security import check_endpoint, resolve_key
@@ -144,24 +144,14 @@ class _Driver:
 
     def _deliver_partials(self) -> None:
         partials, self.engine.partials = self.engine.partials, []
-        for future, message in partials:
-            future._add_partial(message)
+        deliver_partials(partials)
 
     def _settle(self) -> None:
         """Complete the finished calls' futures. Done last, just before the loop sleeps: a
         waiting caller wakes when this thread is about to let go of the GIL, not while it
-        still has work to do. One at a time: if a done-callback raises a BaseException, the
-        futures after it stay for ``finish``."""
-        settled = self.engine.settled
-        while settled:
-            future, result, exception = settled.popleft()
-            try:
-                if exception is None:
-                    future.set_result(result)
-                else:
-                    future.set_exception(exception)
-            except concurrent.futures.InvalidStateError:
-                pass  # cancelled meanwhile by a user thread
+        still has work to do (what ``settle`` leaves behind after a raising done-callback
+        waits for ``finish``)."""
+        settle(self.engine.settled)
 
     # -- the end
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import logging
 import threading
 from typing import Any, Callable, NamedTuple
 
-__all__ = ["CallFuture", "WorkerInfo"]
+__all__ = ["CallFuture", "WorkerInfo", "deliver_partials", "settle"]
 
 logger = logging.getLogger("pirate_actors.client")
 
@@ -83,6 +84,26 @@ class CallFuture(concurrent.futures.Future):  # type: ignore[type-arg]
 
     def __repr__(self) -> str:
         return f"<CallFuture {self.procedure} state={self._state} worker={self.worker}>"
+
+
+def deliver_partials(partials: list[tuple[CallFuture, Any]]) -> None:
+    """Record each ``(future, message)`` on its future, in order (the client thread's job)."""
+    for future, message in partials:
+        future._add_partial(message)
+
+
+def settle(outcomes: collections.deque[tuple[CallFuture, Any, BaseException | None]]) -> None:
+    """Complete each future with its result or exception, one at a time: if a done-callback
+    raises a BaseException, the outcomes after it stay in ``outcomes`` for a later call."""
+    while outcomes:
+        future, result, exception = outcomes.popleft()
+        try:
+            if exception is None:
+                future.set_result(result)
+            else:
+                future.set_exception(exception)
+        except concurrent.futures.InvalidStateError:
+            pass  # cancelled meanwhile by a user thread
 
 
 class WorkerInfo(NamedTuple):

@@ -34,7 +34,6 @@ milliseconds would, when a deadline has come and gone without work).
 from __future__ import annotations
 
 import collections
-import concurrent.futures
 import itertools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
@@ -45,7 +44,7 @@ from pirate_actors import _codec
 from pirate_actors._client_engine import Call, ClientEngine
 from pirate_actors._codec import ErrorKind
 from pirate_actors._errors import ProtocolError
-from pirate_actors._future import CallFuture
+from pirate_actors._future import CallFuture, deliver_partials, settle
 from pirate_actors._procedures import Run
 from pirate_actors._worker_engine import CallState, Lanes, WorkerCall, WorkerEngine
 from pirate_actors.protocol import (
@@ -230,23 +229,14 @@ class ClientNode:
             engine.workers_changed = False
             self.registered = engine.registered()
         busy = self._deliver_partials() or busy
-        settled = engine.settled
-        while settled:
+        if engine.settled:
             busy = True
-            future, result, exception = settled.popleft()
-            try:
-                if exception is None:
-                    future.set_result(result)
-                else:
-                    future.set_exception(exception)
-            except concurrent.futures.InvalidStateError:
-                pass  # cancelled meanwhile by a user thread
+            settle(engine.settled)  # the client thread's own settling
         return busy
 
     def _deliver_partials(self) -> bool:
         partials, self.engine.partials = self.engine.partials, []
-        for future, message in partials:
-            future._add_partial(message)
+        deliver_partials(partials)
         return bool(partials)
 
     def close(self) -> None:
