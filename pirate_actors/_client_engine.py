@@ -130,14 +130,20 @@ class ClientEngine:
         if call.registrations == -1 and not self.registered():
             call.registrations = self.registrations
         if call.deadline is not None:
-            heapq.heappush(self._deadlines, (call.deadline, call.request_id))
+            deadlines = self._deadlines
+            if len(deadlines) > 2 * len(self.calls) + 64:
+                # Calls that ended before their deadline leave their entry behind: drop those.
+                deadlines[:] = [d for d in deadlines if d[1] in self.calls]
+                heapq.heapify(deadlines)
+            heapq.heappush(deadlines, (call.deadline, call.request_id))
             self.deadline = min(self.deadline, call.deadline)
         queue = self._queues.get(call.procedure)
         if queue is None:
             queue = self._queues[call.procedure] = collections.OrderedDict()
         queue[call.request_id] = call
-        if not self.session.workers:
-            self.deadline = min(self.deadline, max(now, self.no_worker_since) + self.timeout)
+        # Its no-worker deadline, should every worker be gone or leaving then (only ever too
+        # early: a tick that finds a worker registered just looks again later).
+        self.deadline = min(self.deadline, max(now, self.no_worker_since) + self.timeout)
 
     def cancel(self, request_id: int) -> None:
         """Forget a call: taken out of its queue, or its worker is told to drop it."""
@@ -147,9 +153,8 @@ class ClientEngine:
         if call.peer is None:
             self._unqueue(call)
             return
-        worker = self.session.workers.get(call.peer)
-        if worker is not None:
-            worker.calls.discard(request_id)
+        if call.peer in self.session.workers:
+            self._release(call)
             self._cancels.setdefault(call.peer, []).append(Entry(request_id))
 
     def _unqueue(self, call: Call) -> None:
@@ -191,16 +196,16 @@ class ClientEngine:
         """Calls past their deadline fail, and are cancelled wherever they are."""
         deadlines = self._deadlines
         while deadlines and deadlines[0][0] <= now:
-            _, request_id = heapq.heappop(deadlines)
+            deadline, request_id = heapq.heappop(deadlines)
             call = self.calls.get(request_id)
-            if call is None:
+            if call is None or call.deadline != deadline:
                 continue
             saw_worker = (
                 call.registrations == -1 or call.registrations != self.registrations
                 or self.registered() > 0
             )
             self.cancel(request_id)
-            wait = call.deadline - call.submitted if call.deadline is not None else 0.0
+            wait = deadline - call.submitted
             if saw_worker:
                 error: Exception = CallTimeout(
                     f"{call.procedure!r} got no reply within {wait:g} s; cancelled")
@@ -223,8 +228,6 @@ class ClientEngine:
         """Dispatch what can go, then turn the batches into frames in :attr:`out`."""
         if self._queues:
             self._dispatch(now)
-            if self._queues:
-                self.deadline = min(self.deadline, self._next_deadline())
         session = self.session
         for batches, command in ((self._cancels, Command.CANCEL), (self._requests, Command.REQUEST)):
             if not batches:
@@ -317,7 +320,8 @@ class ClientEngine:
         return best
 
     def _requeue(self, call: Call) -> None:
-        """A call the worker never ran goes back, ahead of newer calls of its procedure."""
+        """A call goes back to the queue, ahead of newer calls of its procedure."""
+        self._release(call)
         call.peer = None
         call.future.worker = None
         queue = self._queues.get(call.procedure)
@@ -385,8 +389,6 @@ class ClientEngine:
     def _lost(self, call: Call, worker: WorkerPeer, reason: str) -> None:
         """The call's worker was lost (or stopped) while holding it: it may have run. Sent
         again if its retries allow, else it fails with WorkerLost naming each worker tried."""
-        if call.peer is not None and call.peer in self.session.workers:
-            self.session.workers[call.peer].calls.discard(call.request_id)
         call.losses += 1
         if call.losses <= self._retries_allowed(call, worker):
             self.retried += 1
@@ -438,22 +440,23 @@ class ClientEngine:
             else:
                 kind, exception = _codec.load_error(entry.body)
                 if kind == ErrorKind.NOT_RUN:
-                    worker = self.session.workers.get(peer)
-                    if worker is not None:
-                        worker.calls.discard(call.request_id)
                     self._requeue(call)
                 elif kind == ErrorKind.ABANDONED and peer in self.session.workers:
                     self._lost(call, self.session.workers[peer], str(exception))
                 else:
                     self._finish(call, exception=exception)
 
-    def _finish(self, call: Call, *, result: Any = None, exception: BaseException | None = None) -> None:
-        """The call is over: forget it; its future is settled by the driver."""
-        del self.calls[call.request_id]
+    def _release(self, call: Call) -> None:
+        """The worker that held ``call`` (if it is still registered) holds it no more."""
         if call.peer is not None:
             worker = self.session.workers.get(call.peer)
             if worker is not None:
                 worker.calls.discard(call.request_id)
+
+    def _finish(self, call: Call, *, result: Any = None, exception: BaseException | None = None) -> None:
+        """The call is over: forget it; its future is settled by the driver."""
+        del self.calls[call.request_id]
+        self._release(call)
         self.settled.append((call.future, result, exception))
 
     def _expire_queued(self, now: float) -> None:

@@ -221,3 +221,15 @@ def test_a_call_answered_not_run_keeps_its_retries_for_real_losses() -> None:
     assert message.entries[0].flags & RETRYABLE  # one retry still left
     h.engine.receive(peer, h.codec.encode(Disconnect(True)), h.now)
     assert not future.done() and h.engine.retried == 1
+
+
+def test_calls_that_end_before_their_deadline_do_not_pile_up_in_the_deadline_heap() -> None:
+    h = Harness()
+    h.ready(b"w", ("p",), capacity=1)
+    for _ in range(1000):
+        future = h.submit("p", deadline=h.now + 3600.0)
+        (request_id,) = h.requests()[b"w"]
+        h.reply(b"w", request_id, None)
+        h.settle()
+        assert future.result(0) is None
+    assert len(h.engine._deadlines) <= 2 * len(h.engine.calls) + 65
