@@ -81,7 +81,6 @@ class WorkerCall:
     run: Run
     state: CallState = CallState.WAITING
     actor: str | None = None
-    told_at: float = 0.0
     session: bytes = b""
     """The session of the client that sent it: with the request id, the call's name."""
     retryable: bool = False
@@ -270,17 +269,20 @@ class WorkerEngine:
             logger.debug("call %d is already held; its first run will answer", request_id)
             return
         self.last_request = self._now
-        if len(self.calls) >= self.offer or self.lanes.held() >= self.lanes.capacity:
-            # Beyond what this client was offered (a smaller offer may still be on its way):
-            # the client sends it elsewhere, or here again once there is room.
-            self._not_run(request_id)
-            return
+        # A repeat of a call that ran, or still runs, needs no room: answer it before refusing.
         key = (self.session.client_session, request_id)
         if self.outcomes and self._answer_from_cache(key):
             return
         orphan = self.orphans.pop(key, None) if self.orphans else None
         if orphan is not None:
             self._adopt(orphan)
+            return
+        if len(self.calls) >= self.offer or (
+            len(self.lanes.engines) > 1 and self.lanes.held() >= self.lanes.capacity
+        ):
+            # Beyond what this client was offered (a smaller offer may still be on its way):
+            # the client sends it elsewhere, or here again once there is room.
+            self._not_run(request_id)
             return
         run = Run(request_id, body, self.sink, self.session.max_body, deadline, lane=self.lane)
         call = self.calls[request_id] = WorkerCall(
@@ -306,7 +308,7 @@ class WorkerEngine:
         orphan.orphaned = False
         self.calls[orphan.request_id] = orphan
         if orphan.state is CallState.RUNNING:
-            self._awaiting_start[orphan.request_id] = orphan.told_at
+            self._awaiting_start[orphan.request_id] = self._now  # its Started is awaited anew
         else:
             orphan.state = CallState.STARTED  # "started" again, for this attempt
             self._unannounced.append(orphan.request_id)
@@ -387,7 +389,6 @@ class WorkerEngine:
     def told(self, call: WorkerCall, now: float) -> None:
         """The call's actor has it now."""
         call.state = CallState.RUNNING
-        call.told_at = now
         self._awaiting_start[call.request_id] = now
 
     def tell_failed(self, calls: list[WorkerCall], dead: str) -> None:

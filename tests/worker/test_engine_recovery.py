@@ -277,3 +277,18 @@ def test_a_new_connection_gets_ready_at_once_even_if_a_heartbeat_registers_the_w
     assert h.engine.session.registered
     readies = [m for m in (h.codec.decode(f) for f in h.engine.out) if isinstance(m, Ready)]
     assert [r.incarnation for r in readies] == [1]
+
+
+def test_a_repeat_of_a_finished_call_is_answered_from_its_kept_outcome_even_when_the_worker_is_full() -> None:
+    # Found by review: the capacity check came first, so the repeat was refused and re-run elsewhere.
+    h = Harness(actors=1)
+    h.request(7)
+    (call,) = h.hand_over()
+    h.finish(call, "kept")
+    h.answers()
+    for request_id in range(100, 100 + h.engine.offer):  # fill the worker
+        h.request(request_id)
+    h.request(7)
+    answers = {entry.request_id: (command, entry) for command, entry in h.answers()}
+    command, entry = answers[7]
+    assert command is Command.REPLY and _codec.loads(entry.body) == "kept"
