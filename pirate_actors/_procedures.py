@@ -75,6 +75,8 @@ class Done:
     body: bytes
     actor_urn: str
     lane: int = 0
+    fatal: bool = False
+    """The procedure raised a BaseException: this actor stops now and takes no other call."""
 
 
 @dataclass(slots=True)
@@ -254,7 +256,7 @@ class ProcedureActor(pykka.ThreadingActor):
             self.__exit_reason = f"procedure {procedure!r} raised {exc!r}"
         finally:
             self.__current = None
-        _tell(sink, Done(run.request_id, command, body, self.actor_urn, run.lane))
+        _tell(sink, Done(run.request_id, command, body, self.actor_urn, run.lane, fatal))
         if fatal:
             logger.warning("procedure %s raised a BaseException; replacing its actor", procedure)
             self.stop()

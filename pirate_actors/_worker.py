@@ -316,7 +316,7 @@ class _SocketActor(pykka.ThreadingActor):
         kind = type(message)
         if kind is Done:
             if self.engines[message.lane].done(message.request_id, message.actor_urn, message.command,
-                                               message.body, time.monotonic()):
+                                               message.body, time.monotonic(), message.fatal):
                 self.pool.served(message.actor_urn)
         elif kind is Started:
             self.engines[message.lane].started(message.request_id)

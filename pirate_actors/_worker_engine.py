@@ -434,7 +434,10 @@ class WorkerEngine:
                 return call
         return None
 
-    def done(self, request_id: int, actor: str, command: Command, body: bytes, now: float) -> bool:
+    def done(
+        self, request_id: int, actor: str, command: Command, body: bytes, now: float,
+        fatal: bool = False,
+    ) -> bool:
         """A call returned; True if it was answered (False: it had been cancelled, or its
         client is away and its outcome is kept for when it asks again)."""
         self._now = now
@@ -455,7 +458,8 @@ class WorkerEngine:
         elif call.state is CallState.RUNNING:
             del self._awaiting_start[request_id]
         self._queue(command, Entry(request_id, flags, body))
-        if retired is None and not self.closing:  # (an adopted orphan's actor is retiring)
+        if retired is None and not fatal and not self.closing:
+            # (an adopted orphan's actor is retiring; a fatal one stops: its Exited follows)
             self.lanes.idle.append(actor)
             self.lanes.dispatch()
         if self._stop_deadline is not None:

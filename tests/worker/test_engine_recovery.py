@@ -292,3 +292,18 @@ def test_a_repeat_of_a_finished_call_is_answered_from_its_kept_outcome_even_when
     answers = {entry.request_id: (command, entry) for command, entry in h.answers()}
     command, entry = answers[7]
     assert command is Command.REPLY and _codec.loads(entry.body) == "kept"
+
+
+def test_an_actor_whose_procedure_raised_a_base_exception_gets_no_next_call() -> None:
+    # Found by review: its Done came before its own stop, and it went back to work meanwhile.
+    h = Harness(actors=1)
+    h.request(1)
+    h.request(2)
+    (call,) = h.hand_over()
+    body = _codec.dump_exception(SystemExit(3))
+    assert h.engine.done(1, call.actor, Command.ERROR, body, h.now, fatal=True)
+    assert h.hand_over() == [] and h.engine.idle_actors() == 0  # 2 waits for the replacement
+    h.engine.lanes.actor_exited(call.actor, ())
+    h.engine.actor_ready("replacement")
+    (second,) = h.hand_over()
+    assert second.request_id == 2 and second.actor == "replacement"
