@@ -256,14 +256,12 @@ class _SocketActor(pykka.ThreadingActor):
         self._shutdown()
 
     def _shutdown(self) -> None:
-        for engine in self.engines:
-            engine.close()
-        self.config.stopping_actors.extend(self.pool.close())
         now = time.monotonic()
+        for engine in self.engines:
+            engine.finish(now)  # (nothing more if it had already said goodbye)
+        self.config.stopping_actors.extend(self.pool.close())
         for lane in self.lane_list:
-            engine = lane.engine
-            if lane.socket is not None and not engine.finished:
-                engine.out.extend(engine.session.close(now))
+            if lane.socket is not None and lane.engine.out:
                 self._send_out(lane)
             self._close_socket(lane)
         self.inbox.mailbox.close()

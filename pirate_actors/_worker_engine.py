@@ -619,7 +619,7 @@ class WorkerEngine:
         if self.outcomes:
             self._expire_outcomes(now)
         if self._stop_deadline is not None and now >= self._stop_deadline:
-            self._finish(now)
+            self.finish(now)
         self.deadline = self._next_deadline()
 
     def _next_deadline(self) -> float:
@@ -647,12 +647,16 @@ class WorkerEngine:
 
     def _check_stop(self, now: float) -> None:
         if self._stop_deadline is not None and self.running == 0:
-            self._finish(now)
+            self.finish(now)
 
-    def _finish(self, now: float) -> None:
+    def finish(self, now: float) -> None:
+        """Say a final goodbye: every call held is answered first — "not run" if it never
+        started, "abandoned" if it still runs — so a call the client still waits for after the
+        DISCONNECT never reached this worker. Nothing is sent afterwards."""
         if self.finished:
             return
-        if self.calls:  # still running at the stop's deadline: lost to their callers
+        self._give_back_waiting()
+        if self.calls:  # still running (at the stop's deadline, or the worker is going down)
             for call in list(self.calls.values()):
                 call.run.cancelled = True
                 self._queue(Command.ERROR, Entry(call.request_id, 0, _ABANDONED))

@@ -307,3 +307,21 @@ def test_an_actor_whose_procedure_raised_a_base_exception_gets_no_next_call() ->
     h.engine.actor_ready("replacement")
     (second,) = h.hand_over()
     assert second.request_id == 2 and second.actor == "replacement"
+
+
+def test_a_worker_going_down_answers_every_call_before_its_final_goodbye() -> None:
+    # Found by review: a socket actor that failed while leaving said goodbye without answering
+    # its running calls, and the client re-queued calls that may have run.
+    h = Harness(actors=1)
+    h.request(1, flags=0)
+    h.request(2, flags=0)
+    h.hand_over()  # 1 runs, 2 waits
+    h.engine.finish(h.now)
+    sent = [h.codec.decode(f) for f in h.engine.out]
+    assert isinstance(sent[-1], Disconnect) and sent[-1].final
+    kinds = {}
+    for message in sent[:-1]:
+        if isinstance(message, Calls) and message.command is Command.ERROR:
+            for entry in message.entries:
+                kinds[entry.request_id] = _codec.load_error(entry.body)[0]
+    assert kinds == {1: "abandoned", 2: "not_run"}
