@@ -342,10 +342,10 @@ class Client:
         """The registered workers, with the calls each holds now."""
         def ask(engine: ClientEngine) -> list[WorkerInfo]:
             return [
-                WorkerInfo(peer.decode(errors="replace"), worker.ready.name,
+                WorkerInfo(worker.id, worker.ready.name,
                            tuple(sorted(worker.procedures)), worker.capacity, len(worker.calls),
                            worker.ready.idempotent)
-                for peer, worker in engine.session.workers.items() if not worker.leaving
+                for worker in engine.session.workers.values() if not worker.leaving
             ]
         result: list[WorkerInfo] = self._ask(ask, [])
         return result

@@ -298,7 +298,7 @@ class ClientEngine:
                 flags |= RETRYABLE
             call.peer = peer
             call.attempts.append(peer)
-            call.future.worker = peer.decode(errors="replace")
+            call.future.worker = worker.id
             worker.calls.add(request_id)
             self._requests.setdefault(peer, []).append(Entry(request_id, flags, body))
 

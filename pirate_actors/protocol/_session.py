@@ -447,6 +447,8 @@ class WorkerPeer:
     peer: Peer
     state: WorkerState = WorkerState.REGISTERED
     calls: set[int] = field(default_factory=set)
+    id: str = ""
+    """Its routing id as text (``WorkerInfo.id``, ``CallFuture.worker``)."""
     procedures: frozenset[str] = field(init=False)
     """``ready.procedures`` as a set, for dispatch."""
     capacity: int = field(init=False)
@@ -525,7 +527,8 @@ class ClientProtocol:
                     return [], [self._heartbeat(peer, now)]
                 del self.workers[peer]
                 events.append(WorkerGone(peer, "it registered again (restarted or reconnected)", worker))
-            self.workers[peer] = WorkerPeer(message, Peer(now, message.heartbeat, message.liveness))
+            self.workers[peer] = WorkerPeer(
+                message, Peer(now, message.heartbeat, message.liveness), id=peer.decode(errors="replace"))
             events.append(WorkerRegistered(peer, message))
             return events, [self._heartbeat(peer, now)]
         if worker is None:
