@@ -609,9 +609,9 @@ def _report_error(error: BaseException) -> int:
     return code
 
 
-def _print_error(message: str) -> None:
-    """One ``pirate-call: error: ...`` line on stderr."""
-    print(f"pirate-call: error: {message}", file=sys.stderr, flush=True)
+def _print_error(message: str, prog: str = "pirate-call") -> None:
+    """One ``PROG: error: ...`` line on stderr."""
+    print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
 
 
 class _Interrupted(Exception):
@@ -765,7 +765,11 @@ def listen_main(argv: Sequence[str] | None = None) -> int:
         try:
             client.wait_for_worker(timeout=options.wait)
         except NoWorkerError:
-            _print_error(f"NoWorkerError: no worker registered at {options.endpoint} within {options.wait:g} s")
+            _print_error(
+                f"NoWorkerError: no worker registered at {options.endpoint} "
+                f"within {options.wait:g} s",
+                parser.prog,
+            )
             client.close()
             return EXIT_NO_WORKER
     stop = threading.Event()
