@@ -1,9 +1,10 @@
-"""The command line: ``pirate-worker`` serves a ProcedureActor, ``pirate-call`` calls procedures.
+"""The command line: ``pirate-worker`` serves a ProcedureActor, ``pirate-call`` calls procedures,
+``pirate-listen`` prints events, ``pirate-keygen`` writes CURVE certificates.
 
-Both tools follow SPEC §8. Arguments given on the command line are only ever read as JSON, never
-evaluated. Usage errors are one line on stderr and exit 2; every other exit code of ``pirate-call``
-says how its (last failed) call ended, so scripts can tell "I called it wrong" (2: nothing was sent)
-from "the call failed" (1, 3, 4, 5).
+The tools follow SPEC §8 and §13. Arguments given on the command line are only ever read as JSON,
+never evaluated. Usage errors are one line on stderr and exit 2; every other exit code of
+``pirate-call`` says how its (last failed) call ended, so scripts can tell "I called it wrong" (2:
+nothing was sent) from "the call failed" (1, 3, 4, 5).
 """
 
 from __future__ import annotations
@@ -16,13 +17,16 @@ import os
 import queue
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
 import zmq
+import zmq.auth
 
 from pirate_actors import (
     CallFuture,
@@ -37,7 +41,7 @@ from pirate_actors import (
     WorkerLost,
 )
 
-__all__ = ["call_main", "listen_main", "worker_main"]
+__all__ = ["call_main", "keygen_main", "listen_main", "worker_main"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the procedure raised, or a ProtocolError
@@ -795,3 +799,101 @@ def listen_main(argv: Sequence[str] | None = None) -> int:
         _restore_signal_handlers(previous)
         client.close()
     return EXIT_OK
+
+
+# --- pirate-keygen ---
+
+
+def _keygen_parser() -> argparse.ArgumentParser:
+    """The options of pirate-keygen (SPEC §13)."""
+    parser = _Parser(
+        prog="pirate-keygen",
+        description="Write a new CURVE certificate pair: DIR/NAME.key, the public certificate, "
+        "for the other side (a worker's goes into the client's --curve-authorized folder, the "
+        "client's is the workers' --curve-server), and DIR/NAME.key_secret, the secret one, "
+        "readable by you only (mode 0600), for this side's --curve-secret. Prints the two paths. "
+        "Exit code 2: usage error, or NAME exists already (see --force).",
+    )
+    parser.add_argument(
+        "directory",
+        metavar="DIR",
+        help="where to write the certificates (made, readable by you only, if missing)",
+    )
+    parser.add_argument(
+        "name", metavar="NAME", help="the certificates' name, e.g. client or worker-1"
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing pair of that NAME (whoever holds the old one is then locked out)",
+    )
+    return parser
+
+
+def _check_certificate_name(name: str) -> None:
+    """UsageError unless ``name`` is a plain file name that an authorized folder would list."""
+    if not name or name in (".", "..") or "/" in name or (os.altsep and os.altsep in name):
+        raise UsageError(f"NAME must be a plain file name without '/', not {name!r}")
+    if name.startswith("."):
+        # zmq.auth reads an authorized folder with a glob, and globs skip hidden files
+        raise UsageError(f"NAME must not start with '.': such a certificate would be ignored ({name!r})")
+    if "\0" in name:
+        raise UsageError("NAME must not contain a NUL character")
+
+
+def keygen_main(argv: Sequence[str] | None = None) -> int:
+    """Run ``pirate-keygen DIR NAME``: write a CURVE certificate pair; return the exit code."""
+    parser = _keygen_parser()
+    try:
+        options = parser.parse_args(argv)
+    except SystemExit as exc:
+        return _exit_code(exc)
+    try:
+        public, secret = _write_certificates(Path(options.directory), options.name, options.force)
+    except UsageError as exc:
+        return _usage_error(parser.prog, str(exc))
+    print(public)
+    print(secret, flush=True)
+    return EXIT_OK
+
+
+def _write_certificates(directory: Path, name: str, force: bool) -> tuple[Path, Path]:
+    """Write ``directory/name.key`` (mode 0644) and ``name.key_secret`` (0600); return their paths.
+
+    The pair is made in a private temporary folder beside its final place and then renamed into
+    it, so the secret is never readable by others, not even for a moment, and a replaced secret
+    file's old, perhaps looser, mode does not carry over.
+    """
+    _check_certificate_name(name)
+    public = directory / f"{name}.key"
+    secret = directory / f"{name}.key_secret"
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UsageError(f"{str(directory)!r} exists and is not a folder") from None
+    except OSError as exc:
+        raise UsageError(f"cannot make the folder {str(directory)!r}: {exc.strerror or exc}") from None
+    if not force:
+        for path in (public, secret):
+            if os.path.lexists(path):
+                raise UsageError(
+                    f"{str(path)!r} exists already; pass --force to replace the pair "
+                    "(whoever holds the old certificate is then locked out)"
+                )
+    try:
+        scratch = tempfile.mkdtemp(prefix=".pirate-keygen-", dir=directory)  # mode 0700
+    except OSError as exc:
+        raise UsageError(f"cannot write into {str(directory)!r}: {exc.strerror or exc}") from None
+    try:
+        made_public, made_secret = zmq.auth.create_certificates(scratch, name)
+        os.chmod(made_secret, 0o600)
+        os.chmod(made_public, 0o644)
+        os.replace(made_secret, secret)
+        os.replace(made_public, public)
+    except OSError as exc:
+        raise UsageError(f"cannot write the certificates: {exc.strerror or exc}") from None
+    finally:
+        for leftover in Path(scratch).iterdir():
+            leftover.unlink()
+        os.rmdir(scratch)
+    return public, secret
