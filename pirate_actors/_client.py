@@ -16,6 +16,7 @@ import logging
 import secrets
 import threading
 import time
+import os
 import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
@@ -24,12 +25,20 @@ import zmq
 
 from . import _codec
 from ._client_engine import Call, ClientEngine
+from ._drops import DropLog
 from ._errors import CallTimeout, NoWorkerError, PirateError, ProtocolError
 from ._events import Event, EventQueue, Subscribers, Subscription
 from ._future import CallFuture, WorkerInfo, deliver_partials, settle
 from ._loop import SocketLoop
 from ._mailbox import Mailbox, send_frames
-from ._security import check_endpoint, resolve_key
+from ._security import (
+    AuthorizedFolder,
+    Curve,
+    KeyArg,
+    check_endpoint,
+    resolve_key,
+    start_authenticator,
+)
 from .protocol import DEFAULT_MAX_MESSAGE_SIZE, ClientProtocol, FrameCodec, check_settings
 
 __all__ = ["Client"]
@@ -59,6 +68,8 @@ class _Driver:
         self.loop = SocketLoop(client._mailbox, self)
         self.loop.add(socket, self.on_frames)
         self.closing = False
+        self.drops = DropLog(logger, f"the client at {client.endpoint}")
+        self.engine.explain = self.drops.explain
 
     # -- the loop's driver interface
 
@@ -80,11 +91,16 @@ class _Driver:
     def wake_at(self) -> float:
         return self.engine.deadline
 
-    def on_frames(self, frames: list[bytes]) -> None:
+    def on_frames(self, frames: list[bytes], frame: zmq.Frame) -> None:
+        stats = self.engine.session.stats
         if len(frames) < 2:
-            self.engine.session.stats.malformed += 1
-            return
-        self.engine.receive(frames[0], frames[1:], time.monotonic())
+            stats.drop("malformed", "a message without a body")
+        else:
+            self.engine.receive(frames[0], frames[1:], time.monotonic())
+        if stats.last_drop is not None:
+            kind, reason = stats.last_drop
+            stats.last_drop = None
+            self.drops.dropped(_peer_address(frame), kind, reason, time.monotonic())
         if self.engine.events:
             self._deliver_events()
         if self.engine.partials:
@@ -122,9 +138,9 @@ class _Driver:
             try:
                 send_frames(socket, [peer, *frames])
             except zmq.Again:
-                logger.warning("worker %s is not keeping up; a message was dropped", peer.hex())
+                logger.warning("worker %s is not keeping up; a message was dropped", _text(peer))
             except zmq.ZMQError as exc:
-                logger.warning("could not send to worker %s: %s", peer.hex(), exc)
+                logger.warning("could not send to worker %s: %s", _text(peer), exc)
 
     def _deliver_events(self) -> None:
         """Decode the events received and hand them to the subscribers (none: dropped unread)."""
@@ -132,8 +148,7 @@ class _Driver:
         subscribers = self.client._subscribers
         if not subscribers:
             return
-        for peer, entries in received:
-            worker = peer.decode(errors="replace")
+        for worker, entries in received:
             for entry in entries:
                 try:
                     data = _codec.loads(entry.data)
@@ -201,27 +216,33 @@ class Client:
         self,
         bind: str,
         *,
-        key: bytes | None = None,
+        key: KeyArg = None,
         heartbeat: float = 1.0,
         liveness: int = 3,
         timeout: float = 5.0,
         insecure: bool = False,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         retries: int = 2,
+        curve_secret: str | os.PathLike[str] | None = None,
+        curve_authorized: str | os.PathLike[str] | None = None,
     ) -> None:
         check_settings(heartbeat, liveness)
         if not timeout > 0:
             raise ValueError("timeout must be > 0")
         _check_retries(retries)
         self.retries = int(retries)
-        key = resolve_key(key)
-        check_endpoint(bind, key, insecure)
+        keys = resolve_key(key)
+        self._curve = Curve.for_client(curve_secret, curve_authorized)
+        check_endpoint(bind, keys, insecure, curve=self._curve is not None)
         self.bind = bind
         self.endpoint = bind
         self.heartbeat = float(heartbeat)
         self.liveness = int(liveness)
         self.timeout = float(timeout)
-        self._codec = FrameCodec(key, int(max_message_size))
+        self._codec = FrameCodec(keys, int(max_message_size))
+        self._authorized = (
+            AuthorizedFolder(self._curve.authorized)
+            if self._curve is not None and self._curve.authorized is not None else None)
         self._mailbox: Mailbox[Any] = Mailbox()
         self._ids = itertools.count(secrets.randbits(48) + 1)
         self._thread: threading.Thread | None = None
@@ -257,15 +278,25 @@ class Client:
         context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         sock = context.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 200)
-        sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        # No ROUTER_HANDOVER: with it, anyone who connects claiming a worker's routing id (it
+        # travels in clear) takes that worker's connection over. Without it libzmq ignores the
+        # newcomer; a worker gives each of its sockets a fresh routing id, so its own
+        # reconnection never collides with a connection the client still holds.
         sock.setsockopt(zmq.SNDHWM, 0)  # a ROUTER drops silently at its limit: have none
         sock.setsockopt(zmq.MAXMSGSIZE, self._codec.max_message_size)
+        authenticator = None
         try:
+            if self._curve is not None:
+                assert self._authorized is not None
+                authenticator = start_authenticator(context, self._authorized)
+                self._curve.apply(sock)
             sock.bind(self.bind)
             self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         except zmq.ZMQError as exc:
             self._start_error = OSError(exc.errno, f"cannot bind {self.bind}: {exc.strerror}")
             sock.close(linger=0)
+            if authenticator is not None:
+                authenticator.stop()
             context.term()
             self._started.set()
             return
@@ -282,6 +313,8 @@ class Client:
             self._subscribers.close()
             self._workers_changed(0, self._registrations)
             sock.close()
+            if authenticator is not None:
+                authenticator.stop()
             context.term()
             self._mailbox.close()
 
@@ -324,8 +357,10 @@ class Client:
     def wait_for_worker(self, timeout: float = 3.2) -> None:
         """Return once a worker is registered; raise :class:`NoWorkerError` after ``timeout``."""
         with self._workers_cond:
-            if not self._workers_cond.wait_for(lambda: self._worker_count > 0, timeout):
-                raise NoWorkerError(f"no worker registered at {self.endpoint} within {timeout:g} s")
+            if self._workers_cond.wait_for(lambda: self._worker_count > 0, timeout):
+                return
+        explain: str = self._ask(lambda engine: engine.explain(), "")
+        raise NoWorkerError(f"no worker registered at {self.endpoint} within {timeout:g} s{explain}")
 
     def _ask(self, ask: Callable[[ClientEngine], Any], default: Any) -> Any:
         thread = self._thread
@@ -351,12 +386,16 @@ class Client:
         return result
 
     def stats(self) -> dict[str, int]:
-        """Counters of the client loop: messages received and sent, and those dropped as
-        malformed or unauthenticated."""
+        """Counters of the client loop: messages received and sent, those dropped as
+        malformed, unauthenticated or replayed, and workers refused by CURVE."""
+        authorized = self._authorized
+
         def ask(engine: ClientEngine) -> dict[str, int]:
             stats = engine.session.stats
             return {
                 "malformed": stats.malformed, "unauthenticated": stats.unauthenticated,
+                "replayed": stats.replayed,
+                "refused": authorized.refused if authorized is not None else 0,
                 "received": stats.received, "sent": stats.sent,
                 "queued": engine.queued, "in_flight": engine.in_flight,
                 "retried": engine.retried,
@@ -466,6 +505,18 @@ class Client:
 
     def __repr__(self) -> str:
         return f"<Client {self.endpoint} workers={self._worker_count}>"
+
+
+def _peer_address(frame: zmq.Frame) -> str:
+    """The address a message came from ("" where the transport has none, as inproc)."""
+    try:
+        return str(frame.get("Peer-Address"))
+    except (zmq.ZMQError, KeyError, ValueError):
+        return ""
+
+
+def _text(peer: bytes) -> str:
+    return peer.decode(errors="replace")
 
 
 _GRACE = 5.0

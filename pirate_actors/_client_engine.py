@@ -17,7 +17,7 @@ import collections
 import heapq
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from . import _codec
 from ._codec import ErrorKind
@@ -66,7 +66,7 @@ class Call:
     if the worker announced the procedure idempotent, else never."""
     deadline: float | None = None
     """When it fails with CallTimeout (or NoWorkerError) wherever it is; None: never."""
-    attempts: list[bytes] = field(default_factory=list)
+    attempts: list[str] = field(default_factory=list)
     """The workers it was sent to, in order."""
     registrations: int = -1
     """The engine's registrations when it was submitted (-1: there was a worker then)."""
@@ -101,9 +101,11 @@ class ClientEngine:
         """When :meth:`tick` next has work: only ever too early, never too late."""
         self.out: list[tuple[bytes, list[bytes]]] = []
         self.partials: list[tuple[CallFuture, Any]] = []
-        self.events: list[tuple[bytes, tuple[EventEntry, ...]]] = []
-        """Events received, per worker, in arrival order (decoded by the driver)."""
+        self.events: list[tuple[str, tuple[EventEntry, ...]]] = []
+        """Events received, by worker id, in arrival order (decoded by the driver)."""
         self.events_received = 0
+        self.explain: Callable[[], str] = _nothing
+        """Adds to "no worker" errors what was dropped and why (the driver's :class:`DropLog`)."""
         self.settled: collections.deque[Outcome] = collections.deque()
         self._requests: dict[bytes, list[Entry]] = {}
         self._cancels: dict[bytes, list[Entry]] = {}
@@ -210,7 +212,8 @@ class ClientEngine:
                 error: Exception = CallTimeout(
                     f"{call.procedure!r} got no reply within {wait:g} s; cancelled")
             else:
-                error = NoWorkerError(f"no worker registered within {wait:g} s to take {call.procedure!r}")
+                error = NoWorkerError(
+                    f"no worker registered within {wait:g} s to take {call.procedure!r}{self.explain()}")
             self.settled.append((call.future, None, error))
 
     def _next_deadline(self) -> float:
@@ -297,7 +300,7 @@ class ClientEngine:
             if self._retries_allowed(call, worker) > call.losses:
                 flags |= RETRYABLE
             call.peer = peer
-            call.attempts.append(peer)
+            call.attempts.append(worker.id)
             call.future.worker = worker.id
             worker.calls.add(request_id)
             self._requests.setdefault(peer, []).append(Entry(request_id, flags, body))
@@ -347,7 +350,7 @@ class ClientEngine:
                 ready = event.ready
                 logger.info(
                     "worker %s (%s) registered: capacity %d, heartbeat %.3g s x %d, procedures %s",
-                    ready.name, event.peer.decode(errors="replace"), ready.capacity,
+                    ready.name, ready.id or event.peer.decode(errors="replace"), ready.capacity,
                     ready.heartbeat, ready.liveness, ", ".join(ready.procedures),
                 )
                 self.registrations += 1
@@ -394,7 +397,7 @@ class ClientEngine:
             self.retried += 1
             self._requeue(call)
             return
-        tried = ", ".join(p.decode(errors="replace") for p in call.attempts)
+        tried = ", ".join(call.attempts)
         self._finish(call, exception=WorkerLost(
             f"worker {worker.ready.name} was lost before replying: {reason} "
             f"(sent to {len(call.attempts)} worker(s): {tried})"
@@ -412,7 +415,9 @@ class ClientEngine:
         self.workers_changed = True
 
     def _events(self, event: EventsReceived) -> None:
-        self.events.append((event.peer, event.entries))
+        worker = self.session.workers.get(event.peer)
+        self.events.append((worker.id if worker is not None else event.peer.decode(errors="replace"),
+                            event.entries))
         self.events_received += len(event.entries)
 
     def _answers(self, event: CallsReceived) -> None:
@@ -468,7 +473,7 @@ class ClientEngine:
                     self._unqueue(call)
                     self._finish(call, exception=NoWorkerError(
                         f"no worker registered for {self.timeout:g} s to take {call.procedure!r}"
-                    ))
+                        f"{self.explain()}"))
 
     # -- the end
 
@@ -483,3 +488,7 @@ class ClientEngine:
             if call.peer is None:
                 self._unqueue(call)
             self._finish(call, exception=PirateError(error))
+
+
+def _nothing() -> str:
+    return ""

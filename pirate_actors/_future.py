@@ -31,7 +31,7 @@ class CallFuture(concurrent.futures.Future):  # type: ignore[type-arg]
         self.request_id = request_id
         self.partials: list[Any] = []
         self.worker: str | None = None
-        self._attempts: list[bytes] = []  # the client engine's list: workers sent to, in order
+        self._attempts: list[str] = []  # the client engine's list: workers sent to, in order
         self._partial_callbacks: list[PartialCallback] = []
         self._partial_lock = threading.Lock()
         self._on_cancel = on_cancel
@@ -39,7 +39,7 @@ class CallFuture(concurrent.futures.Future):  # type: ignore[type-arg]
     @property
     def attempts(self) -> tuple[str, ...]:
         """Ids of the workers the call was sent to, in order (empty while it waits)."""
-        return tuple(peer.decode(errors="replace") for peer in list(self._attempts))
+        return tuple(self._attempts)
 
     def add_partial_callback(self, fn: PartialCallback) -> None:
         """Call ``fn(future, message)`` for each partial; earlier ones are replayed now.

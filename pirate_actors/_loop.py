@@ -51,10 +51,10 @@ class SocketLoop:
         self.driver = driver
         self.poller = zmq.Poller()
         self.poller.register(mailbox.fd, zmq.POLLIN)
-        self._sockets: dict[zmq.Socket[bytes], Callable[[list[bytes]], object]] = {}
+        self._sockets: dict[zmq.Socket[bytes], Callable[[list[bytes], zmq.Frame], object]] = {}
         self._extra: dict[zmq.Socket[bytes], Callable[[], None]] = {}
 
-    def add(self, socket: zmq.Socket[bytes], on_frames: Callable[[list[bytes]], object]) -> None:
+    def add(self, socket: zmq.Socket[bytes], on_frames: Callable[[list[bytes], zmq.Frame], object]) -> None:
         self._sockets[socket] = on_frames
         self.poller.register(socket, zmq.POLLIN)
 

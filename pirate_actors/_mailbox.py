@@ -94,9 +94,10 @@ class Mailbox(Generic[T]):
                 pass
 
 
-def drain(socket: zmq.Socket[Any], handle: Callable[[list[bytes]], object]) -> bool:
+def drain(socket: zmq.Socket[Any], handle: Callable[[list[bytes], zmq.Frame], object]) -> bool:
     """Read and ``handle`` the socket's waiting messages, at most a batch or 20 ms worth, so
-    timers still get their turn; True once the socket is drained."""
+    timers still get their turn; True once the socket is drained. ``handle`` gets each
+    message's frames and its last ``zmq.Frame`` (whose properties name the peer's address)."""
     until = time.monotonic() + MAX_READ_SECONDS
     events, recv = socket.getsockopt, socket.recv
     for _ in range(MAX_BATCH):
@@ -114,7 +115,7 @@ def drain(socket: zmq.Socket[Any], handle: Callable[[list[bytes]], object]) -> b
             frame = recv(_NOBLOCK, copy=False)
             if len(frames) < MAX_FRAMES:
                 frames.append(frame.bytes)
-        handle(frames)
+        handle(frames, frame)
     return False
 
 

@@ -16,6 +16,7 @@ import logging
 import os
 import socket as _socket
 import threading
+import itertools
 import time
 import uuid
 import weakref
@@ -26,6 +27,7 @@ import pykka
 import zmq
 from pykka._envelope import Envelope
 
+from ._drops import DropLog
 from ._errors import WorkerCrashed
 from ._loop import SocketLoop
 from ._mailbox import Mailbox, send_frames
@@ -40,7 +42,7 @@ from ._procedures import (
     make_emit,
     procedures_of,
 )
-from ._security import check_endpoint, resolve_key
+from ._security import Curve, KeyArg, check_endpoint, resolve_key
 from ._supervisor import Pool
 from ._worker_engine import CallState, Lanes, WorkerEngine
 from .protocol import (
@@ -110,7 +112,7 @@ class _Config:
     connect: tuple[str, ...]
     pool_size: int
     capacity: int
-    key: bytes | None
+    key: tuple[bytes, ...] | None
     heartbeat: float
     liveness: int
     name: str
@@ -129,6 +131,7 @@ class _Config:
     event_buffer: int = 1000
     max_restarts: int = 10
     restart_window: float = 10.0
+    curve: Curve | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,7 @@ class _Lane:
         self.engine = engine
         self.socket: zmq.Socket[bytes] | None = None
         self.monitor: zmq.Socket[bytes] | None = None
+        self.drops = DropLog(logger, f"worker {engine.session.ready.name}")
 
 
 class _SocketActor(pykka.ThreadingActor):
@@ -167,7 +171,9 @@ class _SocketActor(pykka.ThreadingActor):
         procedures = tuple(sorted(procedures_of(config.actor_class)))
         ready = Ready(config.name, config.capacity, config.heartbeat, config.liveness, procedures,
                       max_message_size=config.max_message_size,
-                      idempotent=tuple(sorted(idempotent_of(config.actor_class))))
+                      idempotent=tuple(sorted(idempotent_of(config.actor_class))),
+                      id=config.identity.decode())
+        self._sockets_made = itertools.count(1)
         self.lanes = Lanes(config.capacity, config.event_buffer)
         now = time.monotonic()
         self.lane_list = [
@@ -217,13 +223,28 @@ class _SocketActor(pykka.ThreadingActor):
         sock.setsockopt(zmq.RECONNECT_IVL, 100)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, config.max_message_size)
-        sock.setsockopt(zmq.ROUTING_ID, config.identity)
-        monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
+        # A fresh routing id for every socket: the client ignores a connection that claims a
+        # routing id it already holds (no takeover), so a stale one must never block ours.
+        sock.setsockopt(zmq.ROUTING_ID, b"%s.%d" % (config.identity, next(self._sockets_made)))
+        if config.curve is not None:
+            config.curve.apply(sock)
+        monitor = sock.get_monitor_socket(
+            zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+            | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+            | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
         sock.connect(lane.endpoint)
         lane.socket, lane.monitor = sock, monitor
         engine = lane.engine
-        self.loop.add(sock, lambda frames: engine.receive(frames, time.monotonic()))
+        self.loop.add(sock, lambda frames, _frame: self._receive(lane, frames))
         self.loop.watch(monitor, lambda: self._on_monitor(lane))
+
+    def _receive(self, lane: _Lane, frames: list[bytes]) -> None:
+        lane.engine.receive(frames, time.monotonic())
+        stats = lane.engine.session.stats
+        if stats.last_drop is not None:
+            kind, reason = stats.last_drop
+            stats.last_drop = None
+            lane.drops.dropped(lane.endpoint, kind, reason, time.monotonic())
 
     def _close_socket(self, lane: _Lane, linger: int | None = None) -> None:
         if lane.socket is not None:
@@ -292,6 +313,7 @@ class _SocketActor(pykka.ThreadingActor):
         return {
             "malformed": sum(s.malformed for s in sessions),
             "unauthenticated": sum(s.unauthenticated for s in sessions),
+            "replayed": sum(s.replayed for s in sessions),
             "received": sum(s.received for s in sessions),
             "sent": sum(s.sent for s in sessions),
             "registered": any(e.session.registered for e in engines),
@@ -446,6 +468,17 @@ class _SocketActor(pykka.ThreadingActor):
             elif event == zmq.EVENT_DISCONNECTED:
                 # The client closed or died: no need to wait for its silence.
                 lane.engine.connection(False, time.monotonic())
+            elif self.config.curve is not None:
+                lane.drops.dropped(
+                    lane.endpoint, "refused",
+                    "the CURVE handshake failed (the client does not authorize this worker's "
+                    "certificate, or curve_server is not the client's certificate)",
+                    time.monotonic())
+            else:
+                lane.drops.dropped(
+                    lane.endpoint, "refused",
+                    "the connection's handshake failed (does the client use CURVE?)",
+                    time.monotonic())
 
 
 # --------------------------------------------------------------------------- public facade
@@ -475,7 +508,7 @@ class Worker:
         *,
         pool_size: int = 4,
         prefetch: int | None = None,
-        key: bytes | None = None,
+        key: KeyArg = None,
         heartbeat: float = 1.0,
         liveness: int = 3,
         name: str | None = None,
@@ -488,6 +521,8 @@ class Worker:
         max_restarts: int = 10,
         restart_window: float = 10.0,
         event_buffer: int = 1000,
+        curve_secret: str | os.PathLike[str] | None = None,
+        curve_server: str | os.PathLike[str] | None = None,
     ) -> None:
         if not (isinstance(actor_class, type) and issubclass(actor_class, ProcedureActor)):
             raise TypeError(f"actor_class must be a ProcedureActor subclass, not {actor_class!r}")
@@ -503,24 +538,26 @@ class Worker:
             raise ValueError("max_restarts must be an int >= 0 and restart_window > 0")
         if not isinstance(event_buffer, int) or event_buffer < 0:
             raise ValueError("event_buffer must be an int >= 0")
-        key = resolve_key(key)
+        keys = resolve_key(key)
+        curve = Curve.for_worker(curve_secret, curve_server)
         endpoints = (connect,) if isinstance(connect, str) else tuple(connect)
         if not endpoints or not all(isinstance(e, str) for e in endpoints):
             raise ValueError("connect must be an endpoint or a non-empty list of endpoints")
         if len(set(endpoints)) != len(endpoints):
             raise ValueError("connect lists an endpoint twice")
         for endpoint in endpoints:
-            check_endpoint(endpoint, key, insecure)
+            check_endpoint(endpoint, keys, insecure, curve=curve is not None)
         self.name = name or f"{_socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.id = uuid.uuid4().hex
         self._context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self._config = _Config(
             actor_class=actor_class, connect=endpoints, pool_size=pool_size,
-            capacity=pool_size + prefetch, key=key, heartbeat=float(heartbeat), liveness=int(liveness),
+            capacity=pool_size + prefetch, key=keys, heartbeat=float(heartbeat), liveness=int(liveness),
             name=self.name, actor_args=tuple(actor_args), actor_kwargs=dict(actor_kwargs or {}),
             max_message_size=int(max_message_size), identity=self.id.encode(), context=self._context,
             result_ttl=float(result_ttl), result_cache_size=int(result_cache_size),
             max_restarts=max_restarts, restart_window=float(restart_window), event_buffer=event_buffer,
+            curve=curve,
         )
         self._ref: pykka.ActorRef[_SocketActor] | None = None
         self._lock = threading.Lock()

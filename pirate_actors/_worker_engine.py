@@ -27,6 +27,7 @@ from .protocol import (
     ENTRY_HEADER,
     EVENT_HEADER,
     RETRYABLE,
+    SIGNATURE,
     STARTED,
     BadCalls,
     CallsReceived,
@@ -44,6 +45,9 @@ from .protocol import (
 __all__ = ["CallState", "WorkerCall", "WorkerEngine"]
 
 logger = logging.getLogger("pirate_actors.worker")
+
+UNANSWERED_READIES = 5
+"""READYs a worker sends into silence before it warns (SPEC §13)."""
 
 
 class CallState(enum.Enum):
@@ -160,6 +164,7 @@ class WorkerEngine:
         self.deadline = float("-inf")
         """When :meth:`tick` next has work: only ever too early, never too late."""
         self._now = 0.0  # the latest time an input brought (a batch split mid-turn is sent then)
+        self._warned_unanswered = False
 
     # -- derived counts
 
@@ -215,6 +220,7 @@ class WorkerEngine:
                         self._queue(Command.ERROR, Entry(request_id, 0, body))
             elif isinstance(event, ClientRegistered):
                 self._lost_at = None
+                self._warned_unanswered = False
                 self._offer_told = self.session.ready.capacity  # READY said so
                 unsent = self.lanes.unsent_events
                 while unsent:  # what was emitted while no client listened
@@ -616,11 +622,26 @@ class WorkerEngine:
         events, frames = self.session.tick(now, expire=drained)
         self._handle(events, now)
         self.out.extend(frames)
+        if self.session.unanswered >= UNANSWERED_READIES and not self._warned_unanswered:
+            self._warn_unanswered()
         if self.outcomes:
             self._expire_outcomes(now)
         if self._stop_deadline is not None and now >= self._stop_deadline:
             self.finish(now)
         self.deadline = self._next_deadline()
+
+    def _warn_unanswered(self) -> None:
+        """Say why nothing answers, once per wait: the usual causes are all configuration."""
+        self._warned_unanswered = True
+        session = self.session
+        logger.warning(
+            "worker %s: no answer from %s after %d READYs (%.3g s): is a client running there? "
+            "A client drops what it cannot verify without saying so: check that both use the "
+            "same key (this worker %s) and the same CURVE certificates, and the same version "
+            "of pirate_actors (protocol %s)", session.ready.name, self.endpoint,
+            session.unanswered, session.unanswered * session.ready.heartbeat,
+            "signs with a key" if session.sealed else "has no key", SIGNATURE.decode(),
+        )
 
     def _next_deadline(self) -> float:
         deadline = self.session.next_deadline()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import logging
 import secrets
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Sequence, Union
 
@@ -29,6 +30,7 @@ from ._wire import (
     MalformedCalls,
     Message,
     Ready,
+    Seal,
 )
 
 __all__ = [
@@ -64,8 +66,23 @@ class Stats:
 
     malformed: int = 0
     unauthenticated: int = 0
+    replayed: int = 0
+    """Signed messages that verified but were not fresh: sent before, or for another session."""
     received: int = 0
     sent: int = 0
+    last_drop: tuple[str, str] | None = None
+    """(kind, reason) of the latest drop, for the socket code to log with the peer's address
+    (rate-limited) and to clear; a session itself never logs a drop."""
+
+    def drop(self, kind: str, reason: str) -> None:
+        """Count a dropped message: ``kind`` is "malformed", "unauthenticated" or "replayed"."""
+        setattr(self, kind, getattr(self, kind) + 1)
+        self.last_drop = (kind, reason)
+
+
+def new_nonce() -> int:
+    """A random, non-zero 64-bit session nonce (0 means "not known yet" in a seal)."""
+    return secrets.randbits(64) | 1
 
 
 class Peer:
@@ -166,21 +183,18 @@ Event = Union[ClientRegistered, ClientLost, CallsReceived, BadCalls, EventsRecei
 
 
 def _decode_counted(
-    codec: FrameCodec, stats: Stats, frames: Sequence[bytes], who: str
-) -> Message | BadCalls | None:
-    """Decode, or count and log why not; never raises."""
+    codec: FrameCodec, stats: Stats, frames: Sequence[bytes]
+) -> tuple[Message | BadCalls, Seal | None] | None:
+    """Decode, or count why not (``stats.last_drop``); never raises."""
     try:
-        return codec.decode(frames)
+        return codec.open(frames)
     except AuthenticationError as exc:
-        stats.unauthenticated += 1
-        logger.warning("dropped a message from %s: %s", who, exc)
+        stats.drop("unauthenticated", str(exc))
     except MalformedCalls as exc:
-        stats.malformed += 1
-        logger.warning("dropped a malformed %s from %s: %s", exc.command.name, who, exc)
-        return BadCalls(exc.command, exc.request_ids, str(exc))
+        stats.drop("malformed", f"a malformed {exc.command.name}: {exc}")
+        return BadCalls(exc.command, exc.request_ids, str(exc)), exc.seal
     except ProtocolError as exc:
-        stats.malformed += 1
-        logger.warning("dropped a malformed message from %s: %s", who, exc)
+        stats.drop("malformed", str(exc))
     return None
 
 
@@ -247,6 +261,17 @@ class WorkerProtocol:
         self.client_session = b""
         """The client's session id, from its HEARTBEATs: with a request id, it names a call."""
         self._last_ready: float | None = None  # None: READY is due at once
+        self.unanswered = 0
+        """READYs sent since the client last said anything we accepted."""
+        self.sealed = codec.key is not None
+        """Signed messages carry seals: only fresh ones of this session are accepted."""
+        self.nonce = new_nonce()
+        """This session's nonce: new for every READY cycle, so nothing sent to an earlier one
+        (or to another worker) is ever accepted again."""
+        self.peer_nonce = 0
+        """The client's nonce for this session (0 until it acknowledged our READY)."""
+        self.peer_seq = 0
+        self._seq = 0
 
     @property
     def registered(self) -> bool:
@@ -280,12 +305,17 @@ class WorkerProtocol:
     def _out(self, command: Command, message: Message, now: float) -> list[bytes]:
         if command not in _WORKER_SENDS[self.state]:
             raise LocalProtocolError(f"a {self.state.value} worker cannot send {command.name}")
-        frames = self.codec.encode(message)
+        if self.sealed:
+            self._seq += 1
+            frames = self.codec.encode(message, Seal(self.nonce, self.peer_nonce, self._seq))
+        else:
+            frames = self.codec.encode(message)
         self.client.last_sent = now
         self.stats.sent += 1
         return frames
 
-    def _heartbeat(self, now: float) -> list[bytes]:
+    def heartbeat(self, now: float) -> list[bytes]:
+        """HEARTBEAT, to send now."""
         heartbeat = Heartbeat(self.ready.heartbeat, self.ready.liveness, self.codec.max_message_size)
         return self._out(Command.HEARTBEAT, heartbeat, now)
 
@@ -293,6 +323,7 @@ class WorkerProtocol:
         """READY, to send now (only while WAITING)."""
         frames = self._out(Command.READY, self.ready, now)
         self._last_ready = now
+        self.unanswered += 1
         return frames
 
     def calls(self, command: Command, entries: Sequence[Entry], now: float) -> list[bytes]:
@@ -333,11 +364,16 @@ class WorkerProtocol:
 
     def receive(self, frames: Sequence[bytes], now: float) -> list[Event]:
         """Events for a message from the client; malformed ones are counted and dropped."""
-        message = _decode_counted(self.codec, self.stats, frames, "the client")
-        if message is None:
+        decoded = _decode_counted(self.codec, self.stats, frames)
+        if decoded is None:
+            return []
+        message, seal = decoded
+        if seal is not None and not self._fresh(message, seal):
+            self.stats.drop("replayed", f"a {type(message).__name__} not fresh for this session")
             return []
         self.stats.received += 1
         self.client.last_received = now
+        self.unanswered = 0
         if isinstance(message, BadCalls):
             # Only a request needs an answer; any other malformed message is just dropped.
             return [message] if message.command is Command.REQUEST else []
@@ -347,6 +383,11 @@ class WorkerProtocol:
             self.client_session = message.session
             if self.state is SessionState.WAITING:
                 self._go("acknowledged")
+                if self.sealed:
+                    # A HEARTBEAT at the next tick (due at once) completes a signed
+                    # registration: it proves to the client that we hold the key and saw its
+                    # nonce, which a READY sent again by anyone else cannot.
+                    self.client.last_sent = float("-inf")
                 return [ClientRegistered(message.heartbeat, message.liveness)]
             return []
         if isinstance(message, Disconnect):
@@ -357,12 +398,33 @@ class WorkerProtocol:
         logger.warning("dropped an unexpected %s from the client", type(message).__name__)
         return []
 
+    def _fresh(self, message: Message | BadCalls, seal: Seal) -> bool:
+        """Whether a signed message belongs to this session and was not accepted before."""
+        if seal.receiver != self.nonce:
+            return False  # for an earlier session of ours, or for another worker
+        if isinstance(message, Disconnect):
+            return True  # a client that knows our session (maybe a new one) asks us to re-register
+        if self.peer_nonce == 0:
+            if not isinstance(message, Heartbeat):
+                return False  # nothing but the acknowledgement of our READY comes first
+            self.peer_nonce = seal.sender
+        elif seal.sender != self.peer_nonce or seal.seq <= self.peer_seq:
+            return False
+        self.peer_seq = seal.seq
+        return True
+
+    def _new_session(self) -> None:
+        self.nonce = new_nonce()
+        self.peer_nonce = self.peer_seq = self._seq = 0
+
     def connected(self, now: float) -> list[Event]:
         """A new connection to the client's endpoint came up: a client (re)appeared there.
 
         Whatever we held for a previous client is abandoned, and READY is due at once."""
         self.connection_up = True
         events = self._lose("a new connection to the endpoint (the client restarted)")
+        if not events:
+            self._new_session()
         self._last_ready = None
         return events
 
@@ -375,6 +437,7 @@ class WorkerProtocol:
         if self.state is not SessionState.REGISTERED:
             return []
         self._go("lost")
+        self._new_session()
         self.ready = replace(self.ready, incarnation=self.ready.incarnation + 1)
         self._last_ready = None  # announce again at the next tick
         return [ClientLost(reason, silent)]
@@ -401,7 +464,7 @@ class WorkerProtocol:
             if self._last_ready is None or now - self._last_ready >= self.ready.heartbeat:
                 out.append(self.ready_frames(now))
         elif self.can_send(Command.HEARTBEAT) and now - self.client.last_sent >= self.ready.heartbeat:
-            out.append(self._heartbeat(now))
+            out.append(self.heartbeat(now))
         return events, out
 
     def next_deadline(self) -> float:
@@ -448,7 +511,14 @@ class WorkerPeer:
     state: WorkerState = WorkerState.REGISTERED
     calls: set[int] = field(default_factory=set)
     id: str = ""
-    """Its routing id as text (``WorkerInfo.id``, ``CallFuture.worker``)."""
+    """Its id (``WorkerInfo.id``, ``CallFuture.worker``): READY's, else its routing id as text."""
+    nonce: int = 0
+    """Signed sessions: the worker's nonce for this session, from its READY's seal."""
+    client_nonce: int = 0
+    """Signed sessions: our nonce for this session, sent in our answer to its READY."""
+    seq_in: int = 0
+    """Signed sessions: the number of the last message accepted from it."""
+    seq_out: int = 0
     procedures: frozenset[str] = field(init=False)
     """``ready.procedures`` as a set, for dispatch."""
     capacity: int = field(init=False)
@@ -468,10 +538,20 @@ class WorkerPeer:
         return 0 if self.state is WorkerState.LEAVING else self.capacity - len(self.calls)
 
 
+_SEEN_SESSIONS = 10_000
+"""Signed sessions of workers the client remembers after they end or while they register,
+so that their messages sent again later are recognised as replays."""
+_PENDING_LIMIT = 1_000
+"""READYs awaiting the proof that completes their registration, at most (the oldest go)."""
+
+
 class ClientProtocol:
     """The client's sessions with its workers, keyed by ZeroMQ routing id.
 
-    ``workers`` is the one registry of registered workers on the client side."""
+    ``workers`` is the one registry of registered workers on the client side. With a key, a
+    READY only opens a handshake: the client answers with its own nonce, and the worker is
+    registered when a message sealed with both nonces comes back, so a READY sent again by
+    someone else never registers anything."""
 
     def __init__(
         self, codec: FrameCodec, heartbeat: float, liveness: int, session: bytes | None = None
@@ -483,19 +563,30 @@ class ClientProtocol:
         """This client's session id: random, one per client, sent in every HEARTBEAT."""
         self.stats = Stats()
         self.workers: dict[bytes, WorkerPeer] = {}
+        self.pending: dict[bytes, WorkerPeer] = {}
+        """Signed sessions: workers whose READY we answered, until their proof comes."""
+        self._seen: OrderedDict[int, tuple[bytes, int]] = OrderedDict()
+        """Signed sessions of workers (registered, pending or ended), the newest last: worker
+        nonce -> (the routing id it came from, the last number seen when it was not registered)."""
+        self.sealed = codec.key is not None
         self.closed = False
 
-    def _out(self, peer: bytes, command: Command, message: Message, now: float) -> tuple[bytes, list[bytes]]:
+    def _out(self, peer: bytes, command: Command, message: Message, now: float,
+             seal: Seal | None = None) -> tuple[bytes, list[bytes]]:
         if self.closed:
             raise LocalProtocolError("the client's session is closed")
-        worker = self.workers.get(peer)
+        worker = self.workers.get(peer) or self.pending.get(peer)
         if worker is not None:
             if command not in _CLIENT_SENDS[worker.state]:
                 raise LocalProtocolError(f"cannot send {command.name} to a {worker.state.value} worker")
             worker.peer.last_sent = now
+            if self.sealed and seal is None:
+                worker.seq_out += 1
+                seal = Seal(worker.client_nonce, worker.nonce, worker.seq_out)
         elif command is not Command.DISCONNECT:
-            raise LocalProtocolError(f"cannot send {command.name} to worker {peer.hex()}: not registered")
-        frames = self.codec.encode(message)
+            raise LocalProtocolError(
+                f"cannot send {command.name} to worker {_name(peer)}: not registered")
+        frames = self.codec.encode(message, seal) if seal is not None else self.codec.encode(message)
         self.stats.sent += 1
         return peer, frames
 
@@ -513,57 +604,140 @@ class ClientProtocol:
         self, peer: bytes, frames: Sequence[bytes], now: float
     ) -> tuple[list[Event], list[tuple[bytes, list[bytes]]]]:
         """Events for a message from worker ``peer``, and frames to answer with."""
-        who = f"worker {peer.hex()}"
-        message = _decode_counted(self.codec, self.stats, frames, who)
-        if message is None:
+        decoded = _decode_counted(self.codec, self.stats, frames)
+        if decoded is None:
             return [], []
-        self.stats.received += 1
+        message, seal = decoded
         worker = self.workers.get(peer)
+        if seal is not None:
+            if worker is None or seal.sender != worker.nonce:
+                return self._unregistered(peer, message, seal, now)
+            if seal.receiver != worker.client_nonce or seal.seq <= worker.seq_in:
+                self.stats.drop("replayed", f"a {type(message).__name__} sent before, from worker {worker.id}")
+                return [], []
+            worker.seq_in = seal.seq
+        self.stats.received += 1
         if isinstance(message, Ready):
-            events: list[Event] = []
-            if worker is not None:
-                if worker.ready.incarnation == message.incarnation:
-                    worker.peer.last_received = now  # a duplicate READY: acknowledge again
-                    return [], [self._heartbeat(peer, now)]
-                del self.workers[peer]
-                events.append(WorkerGone(peer, "it registered again (restarted or reconnected)", worker))
-            self.workers[peer] = WorkerPeer(
-                message, Peer(now, message.heartbeat, message.liveness), id=peer.decode(errors="replace"))
-            events.append(WorkerRegistered(peer, message))
+            if worker is not None and (seal is not None or worker.ready.incarnation == message.incarnation):
+                worker.peer.last_received = now  # a duplicate READY: acknowledge again
+                return [], [self._heartbeat(peer, now)]
+            record = WorkerPeer(message, Peer(now, message.heartbeat, message.liveness))
+            events = self._register(peer, record)
             return events, [self._heartbeat(peer, now)]
         if worker is None:
             if isinstance(message, Disconnect):
                 return [], []
             # A worker we do not know (we restarted, or declared it dead): make it register again.
-            logger.info("%s is not registered; asking it to register again", who)
+            logger.info("worker %s is not registered; asking it to register again", _name(peer))
             return [], [self._out(peer, Command.DISCONNECT, Disconnect(True), now)]
+        return self._from_worker(peer, worker, message, now), []
+
+    def _register(self, peer: bytes, record: WorkerPeer) -> list[Event]:
+        """``record`` is now the worker at ``peer``; one it replaces (the same routing id or the
+        same worker id over another connection) is gone."""
+        events: list[Event] = []
+        record.id = record.ready.id or _name(peer)
+        old = self.workers.pop(peer, None)
+        if old is not None:
+            self._ended(peer, old)
+            events.append(WorkerGone(peer, "it registered again (restarted or reconnected)", old))
+        if record.ready.id:
+            for other_peer, other in list(self.workers.items()):
+                if other.ready.id == record.ready.id:
+                    del self.workers[other_peer]
+                    self._ended(other_peer, other)
+                    events.append(WorkerGone(other_peer, "it reconnected", other))
+        self.workers[peer] = record
+        events.append(WorkerRegistered(peer, record.ready))
+        return events
+
+    def _remember(self, nonce: int, peer: bytes, seq: int) -> None:
+        seen = self._seen
+        seen[nonce] = (peer, seq)
+        seen.move_to_end(nonce)
+        while len(seen) > _SEEN_SESSIONS:
+            seen.popitem(last=False)
+
+    def _ended(self, peer: bytes, worker: WorkerPeer) -> None:
+        """A signed session ended: remember where it stood, so what it sent is a replay now."""
+        if worker.nonce:
+            self._remember(worker.nonce, peer, worker.seq_in)
+
+    def _unregistered(
+        self, peer: bytes, message: Message | BadCalls, seal: Seal, now: float
+    ) -> tuple[list[Event], list[tuple[bytes, list[bytes]]]]:
+        """A signed message from a session not registered at ``peer``: a READY (answered with
+        our nonce), the proof that completes one, or something to ask to register again."""
+        known = self._seen.get(seal.sender)
+        pending = self.pending.get(peer)
+        if known is not None and (known[0] != peer or seal.seq <= known[1]):
+            # A session is bound to one connection: from another, or not newer, it is a replay.
+            self.stats.drop("replayed", f"a {type(message).__name__} sent before, from {_name(peer)}")
+            return [], []
+        if pending is not None and seal.sender == pending.nonce:
+            if seal.receiver == pending.client_nonce:  # the proof: it has the key and our nonce
+                del self.pending[peer]
+                pending.seq_in = seal.seq
+                pending.peer.last_received = now
+                self.stats.received += 1
+                events = self._register(peer, pending)
+                if not isinstance(message, (Ready, Heartbeat)):
+                    events += self._from_worker(peer, pending, message, now)
+                return events, []
+            if isinstance(message, Ready) and seal.receiver == 0:  # READY again: answer again
+                self._remember(seal.sender, peer, seal.seq)
+                self.stats.received += 1
+                return [], [self._heartbeat(peer, now)]
+            self.stats.drop("replayed", f"a {type(message).__name__} for another session, from {_name(peer)}")
+            return [], []
+        if isinstance(message, Ready) and seal.receiver == 0:
+            self.stats.received += 1
+            self._remember(seal.sender, peer, seal.seq)
+            record = WorkerPeer(message, Peer(now, message.heartbeat, message.liveness),
+                                nonce=seal.sender, client_nonce=new_nonce())
+            self.pending.pop(peer, None)
+            self.pending[peer] = record
+            while len(self.pending) > _PENDING_LIMIT:
+                self.pending.pop(next(iter(self.pending)))
+            return [], [self._heartbeat(peer, now)]
+        if isinstance(message, Disconnect) or seal.receiver == 0:
+            return [], []
+        # A worker in a session we do not know (we restarted, or declared it dead).
+        self.stats.received += 1
+        logger.info("worker %s is not registered; asking it to register again", _name(peer))
+        return [], [self._out(peer, Command.DISCONNECT, Disconnect(True), now, Seal(0, seal.sender, 0))]
+
+    def _from_worker(
+        self, peer: bytes, worker: WorkerPeer, message: Message | BadCalls, now: float
+    ) -> list[Event]:
+        """What a message from a registered worker means."""
         worker.peer.last_received = now
         if isinstance(message, BadCalls):
             if message.command in (Command.PARTIAL, Command.REPLY, Command.ERROR):
-                return [BadCalls(message.command, message.request_ids, message.reason, peer)], []
-            return [], []  # a malformed REQUEST/CANCEL from a worker: dropped like a well-formed one
+                return [BadCalls(message.command, message.request_ids, message.reason, peer)]
+            return []  # a malformed REQUEST/CANCEL from a worker: dropped like a well-formed one
         if isinstance(message, Heartbeat):
             worker.peer.heartbeat, worker.peer.liveness = message.heartbeat, message.liveness
-            return [], []
+            return []
         if isinstance(message, Disconnect):
             if message.final:
                 del self.workers[peer]
+                self._ended(peer, worker)
                 graceful = worker.state is WorkerState.LEAVING
-                return [WorkerGone(peer, "it left", worker, graceful)], []
+                return [WorkerGone(peer, "it left", worker, graceful)]
             worker.state = WorkerState.LEAVING
-            return [WorkerLeaving(peer)], []
+            return [WorkerLeaving(peer)]
         if isinstance(message, Calls) and message.command in (
             Command.PARTIAL, Command.REPLY, Command.ERROR
         ):
-            return [CallsReceived(message.command, message.entries, peer)], []
+            return [CallsReceived(message.command, message.entries, peer)]
         if isinstance(message, Events):
-            return [EventsReceived(peer, message.entries)], []
+            return [EventsReceived(peer, message.entries)]
         if isinstance(message, Capacity):
             worker.capacity = message.capacity
-            return [], []
-        self.stats.malformed += 1
-        logger.warning("dropped an unexpected %s from %s", type(message).__name__, who)
-        return [], []
+            return []
+        self.stats.drop("malformed", f"an unexpected {type(message).__name__} from worker {worker.id}")
+        return []
 
     def tick(
         self, now: float, expire: bool = True
@@ -575,9 +749,14 @@ class ClientProtocol:
         for peer, worker in list(self.workers.items()):
             if expire and worker.peer.expired(now):
                 del self.workers[peer]
+                self._ended(peer, worker)
                 events.append(WorkerGone(peer, "it fell silent", worker))
             elif now - worker.peer.last_sent >= self.heartbeat:
                 out.append(self._heartbeat(peer, now))
+        if expire and self.pending:
+            for peer, pending in list(self.pending.items()):
+                if pending.peer.expired(now):
+                    del self.pending[peer]  # its proof never came (its READY is remembered)
         return events, out
 
     def next_deadline(self) -> float:
@@ -585,11 +764,23 @@ class ClientProtocol:
         deadline = float("inf")
         for worker in self.workers.values():
             deadline = min(deadline, worker.peer.expiry, worker.peer.last_sent + self.heartbeat)
+        for pending in self.pending.values():
+            deadline = min(deadline, pending.peer.expiry)
         return deadline
 
     def close(self, now: float) -> list[tuple[bytes, list[bytes]]]:
         """DISCONNECT to every worker; forgets them, and sends nothing after."""
         out = [self._out(peer, Command.DISCONNECT, Disconnect(True), now) for peer in self.workers]
         self.workers.clear()
+        self.pending.clear()
         self.closed = True
         return out
+
+
+def _name(peer: bytes) -> str:
+    """A routing id for logs: as text when it is, else in hex."""
+    try:
+        text = peer.decode()
+    except UnicodeDecodeError:
+        return peer.hex()
+    return text if text.isprintable() else peer.hex()

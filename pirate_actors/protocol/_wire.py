@@ -1,9 +1,12 @@
 """The wire format: one ZeroMQ frame per message, encoded, signed and checked here.
 
-A message is ``SIGNATURE + COMMAND + body + MAC?``: one frame, because every extra frame costs a
-GIL round trip in pyzmq (~12 us per frame per side, measured). Decoding checks size, signature,
-MAC and shape and never unpickles: bodies stay opaque bytes. The sizes every layer budgets with
-(:data:`CALLS_HEADER`, :data:`ENTRY_HEADER`, :data:`MAC_SIZE`) are defined here and only here.
+A message is ``SIGNATURE + COMMAND + body`` and, with a key, ``+ SEAL + MAC``: one frame,
+because every extra frame costs a GIL round trip in pyzmq (~12 us per frame per side, measured).
+The seal (the sender's and receiver's session nonces and the sender's sequence number) is what
+lets a session tell a replayed message from a fresh one; the MAC covers it. Decoding checks
+size, signature, MAC and shape and never unpickles: bodies stay opaque bytes. The sizes every
+layer budgets with (:data:`CALLS_HEADER`, :data:`ENTRY_HEADER`, :data:`TRAILER_SIZE`) are
+defined here and only here.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import hmac
 import json
 import struct
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import NamedTuple, Sequence, Union
 
 from .._errors import AuthenticationError, ProtocolError
 
@@ -27,7 +30,12 @@ __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
     "ENTRY_HEADER",
     "MAC_SIZE",
+    "NO_SEAL",
+    "SEAL_SIZE",
     "SIGNATURE",
+    "SIGNED",
+    "Seal",
+    "TRAILER_SIZE",
     "DEADLINE",
     "RETRYABLE",
     "SESSION_SIZE",
@@ -47,7 +55,7 @@ __all__ = [
     "with_deadline",
 ]
 
-SIGNATURE = b"PIRATE-ACTORS/3"
+SIGNATURE = b"PIRATE-ACTORS/4"
 """First bytes of every message: the protocol name and major version."""
 
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 2**20
@@ -64,8 +72,16 @@ _DEADLINE = struct.Struct("!d")  # a REQUEST's seconds left, before its body (Fl
 SESSION_SIZE = _HEARTBEAT_SESSION.size - _HEARTBEAT_SIZED.size
 """Bytes of a client's session id (random per Client, sent in its HEARTBEATs)."""
 
+_SEAL = struct.Struct("!QQQ")  # sender's session nonce, receiver's, sender's sequence number
 MAC_SIZE = 32
 """Bytes of the HMAC-SHA256 that ends every message when a key is set."""
+SEAL_SIZE = _SEAL.size
+"""Bytes of the seal a signed message carries before its MAC."""
+TRAILER_SIZE = SEAL_SIZE + MAC_SIZE
+"""Bytes a key adds to every message: the seal and the MAC."""
+SIGNED = 0x80
+"""Set in the command byte of a signed message: a peer without the key can say why it drops
+it, and a peer with the key can tell an unsigned message from a forged one."""
 CALLS_HEADER = _BODY + _COUNT.size
 """Bytes of a call-carrying message before its first entry header: signature, command, count."""
 ENTRY_HEADER = _ENTRY.size
@@ -129,6 +145,22 @@ _CALL_COMMANDS = frozenset(
     {Command.REQUEST, Command.PARTIAL, Command.REPLY, Command.ERROR, Command.CANCEL}
 )
 _COMMAND_BYTES = {c: bytes([c]) for c in Command}
+_SIGNED_BYTES = {c: bytes([c | SIGNED]) for c in Command}
+
+
+class Seal(NamedTuple):
+    """What a signed message says about its session: who sent it, to whom, and its number.
+
+    ``sender`` and ``receiver`` are the two ends' random session nonces (0: not known yet, as in
+    a READY), ``seq`` counts the sender's messages in that session from 1. A receiver accepts a
+    message only for its current session and only with a number above the last it accepted."""
+
+    sender: int
+    receiver: int
+    seq: int
+
+
+NO_SEAL = Seal(0, 0, 0)
 
 
 @dataclass(slots=True)
@@ -156,6 +188,9 @@ class Ready:
     """The largest message the worker accepts (0: not said)."""
     idempotent: tuple[str, ...] = ()
     """Procedures safe to run twice: the client may send a lost call to them again."""
+    id: str = ""
+    """The worker's own id (``WorkerInfo.id``), the same over all its connections (its
+    routing id is new for each, so a stale connection never blocks a fresh one)."""
 
 
 @dataclass(frozen=True)
@@ -218,11 +253,13 @@ class MalformedCalls(ProtocolError):
         super().__init__(message)
         self.command = command
         self.request_ids = request_ids
+        self.seal: Seal | None = None
+        """The message's seal, when it was signed (a session still judges its freshness)."""
 
 
 def _mac(key: bytes, data: bytes | memoryview) -> bytes:
     """HMAC-SHA256 of everything in the message before the MAC."""
-    return hmac.new(key, data, hashlib.sha256).digest()
+    return hmac.digest(key, data, hashlib.sha256)
 
 
 class FrameCodec:
@@ -231,16 +268,25 @@ class FrameCodec:
     A message is a single frame; ``encode`` returns it in a list, ``decode`` takes the list
     the socket read (so a message of several frames is refused, not joined). Decoding checks
     the size, the signature, the HMAC (with ``hmac.compare_digest``) and the shape of the body;
-    it never unpickles anything (bodies stay opaque bytes).
+    it never unpickles anything (bodies stay opaque bytes). With several keys, messages are
+    signed with the first and accepted when any of them verifies (key rotation).
     """
 
-    def __init__(self, key: bytes | None = None, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE):
-        self.key = key
+    def __init__(
+        self, key: bytes | Sequence[bytes] | None = None,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> None:
+        self.keys: tuple[bytes, ...] = (
+            () if key is None else (key,) if isinstance(key, bytes) else tuple(key))
+        self.key: bytes | None = self.keys[0] if self.keys else None
+        """The key messages are signed with (None: unsigned)."""
         self.max_message_size = max_message_size
+        self._trailer = TRAILER_SIZE if self.keys else 0
+        self._command_bytes = _SIGNED_BYTES if self.keys else _COMMAND_BYTES
 
     def overhead(self, entries: int = 1) -> int:
         """Bytes a call-carrying message of ``entries`` entries adds to their bodies."""
-        return CALLS_HEADER + entries * ENTRY_HEADER + (MAC_SIZE if self.key else 0)
+        return CALLS_HEADER + entries * ENTRY_HEADER + self._trailer
 
     def room(self, limit: int | None = None) -> int:
         """Bytes a call-carrying message has for its entries (each ``ENTRY_HEADER`` + body)
@@ -251,11 +297,13 @@ class FrameCodec:
         """The largest body a one-entry message can carry within ``limit`` (default: ours)."""
         return self.room(limit) - ENTRY_HEADER
 
-    def encode(self, message: Message) -> list[bytes]:
-        """The frame for ``message``; raises :class:`ProtocolError` if it exceeds the size cap."""
+    def encode(self, message: Message, seal: Seal = NO_SEAL) -> list[bytes]:
+        """The frame for ``message`` (with ``seal`` when signed); raises :class:`ProtocolError`
+        if it exceeds the size cap."""
+        commands = self._command_bytes
         if isinstance(message, Calls):
             entries = message.entries
-            parts = [SIGNATURE, _COMMAND_BYTES[message.command], _COUNT.pack(len(entries))]
+            parts = [SIGNATURE, commands[message.command], _COUNT.pack(len(entries))]
             parts += [_ENTRY.pack(e.request_id, e.flags, len(e.body)) for e in entries]
             parts += [e.body for e in entries]
         elif isinstance(message, Heartbeat):
@@ -269,7 +317,7 @@ class FrameCodec:
                 body = _HEARTBEAT_SIZED.pack(message.heartbeat, message.liveness, message.max_message_size)
             else:
                 body = _HEARTBEAT.pack(message.heartbeat, message.liveness)
-            parts = [SIGNATURE, _COMMAND_BYTES[Command.HEARTBEAT], body]
+            parts = [SIGNATURE, commands[Command.HEARTBEAT], body]
         elif isinstance(message, Ready):
             _check_heartbeat(message.heartbeat, message.liveness)
             info = {
@@ -283,18 +331,22 @@ class FrameCodec:
             }
             if message.idempotent:
                 info["idempotent"] = list(message.idempotent)
-            parts = [SIGNATURE, _COMMAND_BYTES[Command.READY], json.dumps(info).encode()]
+            if message.id:
+                info["id"] = message.id
+            parts = [SIGNATURE, commands[Command.READY], json.dumps(info).encode()]
         elif isinstance(message, Events):
             events = message.entries
             topics = [e.topic.encode() for e in events]
-            parts = [SIGNATURE, _COMMAND_BYTES[Command.EVENT], _COUNT.pack(len(events))]
+            parts = [SIGNATURE, commands[Command.EVENT], _COUNT.pack(len(events))]
             parts += [_EVENT.pack(len(t), e.time, len(e.data)) for t, e in zip(topics, events)]
             for topic, event in zip(topics, events):
                 parts += [topic, event.data]
         elif isinstance(message, Capacity):
-            parts = [SIGNATURE, _COMMAND_BYTES[Command.CAPACITY], _CAPACITY.pack(message.capacity)]
+            parts = [SIGNATURE, commands[Command.CAPACITY], _CAPACITY.pack(message.capacity)]
         else:
-            parts = [SIGNATURE, _COMMAND_BYTES[Command.DISCONNECT], b"\x01" if message.final else b"\x00"]
+            parts = [SIGNATURE, commands[Command.DISCONNECT], b"\x01" if message.final else b"\x00"]
+        if self.key is not None:
+            parts.append(_SEAL.pack(*seal))
         frame = b"".join(parts)
         size = len(frame) + (MAC_SIZE if self.key else 0)
         if size > self.max_message_size:
@@ -307,6 +359,11 @@ class FrameCodec:
 
     def decode(self, frames: Sequence[bytes]) -> Message:
         """The message in ``frames``; raises :class:`ProtocolError` or :class:`AuthenticationError`."""
+        return self.open(frames)[0]
+
+    def open(self, frames: Sequence[bytes]) -> tuple[Message, Seal | None]:
+        """The message in ``frames`` and its seal (None without a key); raises
+        :class:`ProtocolError` or :class:`AuthenticationError`."""
         if len(frames) != 1:
             size = sum(len(f) for f in frames)
             if size > self.max_message_size:
@@ -319,19 +376,40 @@ class FrameCodec:
         if size < _BODY or frame[:_BODY - 1] != SIGNATURE:
             raise ProtocolError(f"not a {SIGNATURE.decode()} message (it begins {bytes(frame[:32])!r})")
         end = size
-        if self.key is not None:
-            end -= MAC_SIZE
+        byte = frame[_BODY - 1]
+        seal = None
+        if self.keys:
+            if not byte & SIGNED:
+                raise AuthenticationError(
+                    "the message is not signed: the peer has no key (give both sides the same key)")
+            end -= TRAILER_SIZE
             if end < _BODY:
-                raise AuthenticationError("message carries no MAC")
+                raise AuthenticationError("the message is too short to carry its seal and MAC")
             view = memoryview(frame)
-            if not hmac.compare_digest(_mac(self.key, view[:end]), view[end:]):
-                raise AuthenticationError("bad message signature (HMAC)")
-        command = _COMMANDS.get(frame[_BODY - 1])
+            signed, mac = view[:size - MAC_SIZE], view[size - MAC_SIZE:]
+            for key in self.keys:
+                if hmac.compare_digest(_mac(key, signed), mac):
+                    break
+            else:
+                raise AuthenticationError(
+                    "bad signature (HMAC): the peer signs with another key")
+            seal = Seal._make(_SEAL.unpack_from(frame, end))
+        elif byte & SIGNED:
+            raise AuthenticationError(
+                "the message is signed (HMAC) but this side has no key: give both sides the same key")
+        command = _COMMANDS.get(byte & ~SIGNED)
         if command is None:
-            raise ProtocolError(f"unknown command byte {frame[_BODY - 1]}")
+            raise ProtocolError(f"unknown command byte {byte}")
         if command in _CALL_COMMANDS:
-            return _decode_calls(command, memoryview(frame)[_BODY:end])
-        payload = frame[_BODY:end]
+            try:
+                return _decode_calls(command, memoryview(frame)[_BODY:end]), seal
+            except MalformedCalls as exc:
+                exc.seal = seal
+                raise
+        return self._decode_other(command, frame[_BODY:end]), seal
+
+    @staticmethod
+    def _decode_other(command: Command, payload: bytes) -> Message:
         if command is Command.HEARTBEAT:
             if len(payload) == _HEARTBEAT_SESSION.size:
                 interval, liveness, max_size, session = _HEARTBEAT_SESSION.unpack(payload)
@@ -407,8 +485,11 @@ def _decode_ready(payload: bytes) -> Ready:
     idempotent = info.get("idempotent", [])
     if not isinstance(idempotent, list) or not all(isinstance(p, str) for p in idempotent):
         raise ProtocolError("READY idempotent is not a list of procedure names")
+    worker_id = info.get("id", "")
+    if not isinstance(worker_id, str) or len(worker_id) > 255:
+        raise ProtocolError("READY id is not a short string")
     return Ready(name, capacity, interval, liveness, tuple(procedures), incarnation, max_size,
-                 tuple(idempotent))
+                 tuple(idempotent), worker_id)
 
 
 def _decode_events(body: bytes) -> Events:

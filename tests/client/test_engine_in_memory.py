@@ -19,7 +19,9 @@ from pirate_actors.protocol import (
     Disconnect,
     Entry,
     FrameCodec,
+    Heartbeat,
     Ready,
+    Seal,
 )
 
 pytestmark = pytest.mark.timeout(10)
@@ -38,9 +40,17 @@ class Harness:
 
     def ready(self, peer: bytes, procedures: tuple[str, ...], capacity: int = 1, **extra: object) -> None:
         ready = Ready(peer.decode(), capacity, 1.0, 3, procedures, **extra)  # type: ignore[arg-type]
-        self.engine.receive(peer, self.codec.encode(ready), self.now)
+        nonce = int.from_bytes(peer.ljust(8, b"."), "big") | 1  # this fake worker's session
+        self.engine.receive(peer, self.codec.encode(ready, Seal(nonce, 0, 1)), self.now)
         acknowledgement = self.engine.out.pop()
         assert acknowledgement[0] == peer and not self.engine.out
+        if self.codec.key is not None:
+            # A signed registration completes when the worker answers with both nonces.
+            _, seal = self.codec.open(acknowledgement[1])
+            assert seal is not None and seal.receiver == nonce
+            proof = self.codec.encode(Heartbeat(1.0, 3), Seal(nonce, seal.sender, 2))
+            self.engine.receive(peer, proof, self.now)
+            assert not self.engine.out
 
     def submit(self, procedure: str, *args: object, **options: object) -> CallFuture:
         request_id = next(self.ids)
@@ -119,7 +129,7 @@ def test_queued_and_in_flight_are_derived_and_never_negative_after_cancelling_qu
 def test_a_request_exactly_at_max_message_size_is_sent_and_one_byte_more_is_not(key: bytes | None) -> None:
     limit = 4096
     h = Harness(key=key, max_message_size=limit)
-    assert h.codec.overhead(1) == (65 if key else 33)
+    assert h.codec.overhead(1) == (89 if key else 33)  # 24-byte seal + 32-byte MAC with a key
     h.ready(b"w", ("echo",), capacity=2, max_message_size=limit)
     body = b"x" * h.codec.max_body()
     ok = CallFuture("echo", None, 1)

@@ -212,8 +212,8 @@ KEY = bytes(range(32))
 
 def _request_size(body: int, key: bool) -> int:
     """docs/protocol.md: SIGNATURE, command byte, 4-byte entry count, 13-byte entry header,
-    the body, then the 32-byte HMAC when a key is set."""
-    return len(SIGNATURE) + 1 + 4 + 13 + body + (32 if key else 0)
+    the body, then the 24-byte seal and the 32-byte HMAC when a key is set."""
+    return len(SIGNATURE) + 1 + 4 + 13 + body + (24 + 32 if key else 0)
 
 
 def _payload_for(message_size: int, key: bool) -> bytes:

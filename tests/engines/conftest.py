@@ -104,7 +104,7 @@ class Sent:
 
     @property
     def command(self) -> Command:
-        return Command(self.frames[0][len(SIGNATURE)])
+        return Command(self.frames[0][len(SIGNATURE)] & 0x7F)  # without the SIGNED bit
 
     @property
     def size(self) -> int:

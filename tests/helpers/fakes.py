@@ -1,5 +1,9 @@
 """A fake client and a fake worker on raw pyzmq sockets, speaking the wire protocol through
-``pirate_actors.protocol.FrameCodec`` so that tests can add hostile messages of their own."""
+``pirate_actors.protocol.FrameCodec`` so that tests can add hostile messages of their own.
+
+With a key, each fake keeps a signed session as docs/protocol.md says (its own nonce, the
+peer's, a sequence number): ``encode`` seals a message for that session, so it is accepted;
+frames a test encodes itself carry no valid seal."""
 
 from __future__ import annotations
 
@@ -9,7 +13,9 @@ from typing import Any
 
 import cloudpickle
 
-from pirate_actors.protocol import Calls, Command, Entry, FrameCodec, Heartbeat, Ready
+import itertools
+
+from pirate_actors.protocol import Calls, Command, Entry, FrameCodec, Heartbeat, Message, Ready, Seal
 
 from .raw import RawPeer
 
@@ -36,14 +42,23 @@ class FakeClient:
         self.worker: bytes | None = None
         self.seen: dict[Command, dict[int, bytes]] = {}
         """Every call entry received so far: command -> request id -> body."""
+        self.nonce = 0x0C11E47  # this fake's session nonce
+        self.worker_nonce = 0
+        self._seq = itertools.count(1)
+
+    def encode(self, message: Message) -> list[bytes]:
+        """``message`` as the worker's current session accepts it (sealed with a key)."""
+        return self.codec.encode(message, Seal(self.nonce, self.worker_nonce, next(self._seq)))
 
     def await_ready(self, timeout: float = 20.0) -> Ready:
-        """The worker's next READY; remembers its routing id."""
+        """The worker's next READY; remembers its routing id (and session, with a key)."""
 
         def accept(frames: list[bytes]) -> Ready | None:
-            message = self.codec.decode(frames[1:])
+            message, seal = self.codec.open(frames[1:])
             if isinstance(message, Ready):
                 self.worker = frames[0]
+                if seal is not None:
+                    self.worker_nonce = seal.sender
                 return message
             return None
 
@@ -53,7 +68,7 @@ class FakeClient:
     def register(self, timeout: float = 20.0) -> Ready:
         """Wait for READY and acknowledge it with a HEARTBEAT."""
         ready = self.await_ready(timeout)
-        self.send_raw(self.codec.encode(self.announce))
+        self.send_raw(self.encode(self.announce))
         return ready
 
     def send_raw(self, frames: Sequence[bytes]) -> None:
@@ -62,7 +77,8 @@ class FakeClient:
 
     def call(self, request_id: int, procedure: str, *args: Any, timeout: float = 20.0) -> Any:
         """A real call: send REQUEST, return the unpickled REPLY for it."""
-        self.send_raw(request(self.codec, request_id, cloudpickle.dumps((procedure, args, {}))))
+        self.send_raw(self.encode(Calls(Command.REQUEST, (
+            Entry(request_id, 0, cloudpickle.dumps((procedure, args, {}))),))))
         return pickle.loads(self.await_entries(Command.REPLY, {request_id}, timeout)[request_id])
 
     def await_entries(self, command: Command, request_ids: set[int], timeout: float = 20.0) -> dict[int, bytes]:
@@ -96,11 +112,30 @@ class FakeWorker:
     def __init__(self, endpoint: str, key: bytes | None, identity: bytes | None = None) -> None:
         self.peer = RawPeer.dealer(endpoint, identity)
         self.codec = FrameCodec(key)
+        self.nonce = 0xFA4E
+        self.client_nonce = 0
+        self._seq = itertools.count(1)
 
-    def ready(self, name: str, capacity: int = 1) -> None:
-        self.send_raw(self.codec.encode(
+    def encode(self, message: Message) -> list[bytes]:
+        """``message`` as the client's session with this fake accepts it (sealed with a key)."""
+        return self.codec.encode(message, Seal(self.nonce, self.client_nonce, next(self._seq)))
+
+    def ready(self, name: str, capacity: int = 1, timeout: float = 20.0) -> None:
+        """Say READY; with a key, also complete the signed registration (answer the client's
+        acknowledgement with a HEARTBEAT that carries both nonces)."""
+        self.send_raw(self.encode(
             Ready(name, capacity, PATIENT.heartbeat, PATIENT.liveness, ("echo", "ping"))
         ))
+        if self.codec.key is None:
+            return
+
+        def accept(frames: list[bytes]) -> Seal | None:
+            message, seal = self.codec.open(frames)
+            return seal if isinstance(message, Heartbeat) and seal is not None else None
+
+        acknowledgement: Seal = self.peer.recv_until(accept, timeout)
+        self.client_nonce = acknowledgement.sender
+        self.send_raw(self.encode(PATIENT))
 
     def send_raw(self, frames: Sequence[bytes]) -> None:
         self.peer.send(frames)

@@ -61,7 +61,7 @@ class Sent:
 
     @property
     def command(self) -> Command:
-        return Command(self.frames[0][len(SIGNATURE)])
+        return Command(self.frames[0][len(SIGNATURE)] & 0x7F)  # without the SIGNED bit
 
 
 class Network:
@@ -192,6 +192,8 @@ class Network:
             # believes its link is up, and what it sends is lost on the wire.
             worker.connection_up = True
         self.deliver()
+        if worker.sealed:
+            self.tick()  # the worker's HEARTBEAT that completes a signed registration is due
         return worker
 
     def connection_up(self, peer: bytes) -> None:

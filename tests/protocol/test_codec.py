@@ -55,10 +55,14 @@ COMMAND_OF = {
 
 
 def split(frames: list[bytes], key: bytes | None = None) -> tuple[bytes, int, bytes, bytes]:
-    """A message's one frame as (signature, command byte, body, MAC), per docs/protocol.md."""
+    """A message's one frame as (signature, command, body, MAC), per docs/protocol.md: with a
+    key, the command byte has its 0x80 bit set and the body is followed by a 24-byte seal
+    (asserted separately) and the MAC."""
     [frame] = frames
-    mac_at = len(frame) - 32 if key else len(frame)
-    return frame[:15], frame[15], frame[16:mac_at], frame[mac_at:]
+    body_end = len(frame) - 56 if key else len(frame)
+    command = frame[15]
+    assert bool(command & 0x80) == bool(key)
+    return frame[:15], command & 0x7F, frame[16:body_end], frame[body_end + 24 if key else body_end:]
 
 
 def calls_body(*entries: Entry) -> bytes:
@@ -82,7 +86,7 @@ def test_every_message_is_one_frame_the_signature_a_command_byte_its_body_and_a_
     frames = FrameCodec(key).encode(MESSAGES[name])
     assert len(frames) == 1 and isinstance(frames[0], bytes)
     signature, command, body, mac = split(frames, key)
-    assert signature == SIGNATURE == b"PIRATE-ACTORS/3"
+    assert signature == SIGNATURE == b"PIRATE-ACTORS/4"
     assert command == COMMAND_OF[name]
     assert len(mac) == (32 if key else 0)
     assert FrameCodec(key).encode(MESSAGES[name]) == frames  # deterministic
@@ -212,7 +216,7 @@ def test_encode_refuses_a_message_over_max_message_size_with_protocol_error() ->
 def test_the_size_cap_counts_the_whole_message_including_the_mac() -> None:
     message = Heartbeat(1.0, 3)
     size = sum(map(len, FrameCodec(KEY).encode(message)))
-    assert size == len(SIGNATURE) + 1 + 12 + 32
+    assert size == len(SIGNATURE) + 1 + 12 + 24 + 32  # signature, command, body, seal, MAC
     with pytest.raises(ProtocolError):
         FrameCodec(KEY, size - 1).encode(message)
     FrameCodec(KEY, size).encode(message)

@@ -35,23 +35,23 @@ def test_without_a_key_argument_or_environment_variable_there_is_no_key() -> Non
 
 
 def test_a_key_argument_is_used_as_given() -> None:
-    assert resolve_key(KEY) == KEY
+    assert resolve_key(KEY) == (KEY,)
 
 
 def test_a_key_given_as_text_is_used_as_its_utf8_bytes() -> None:
-    assert resolve_key("schlüssel-0123456") == "schlüssel-0123456".encode()
+    assert resolve_key("schlüssel-0123456") == ("schlüssel-0123456".encode(),)
 
 
 def test_without_a_key_argument_the_environment_variable_gives_the_key_as_utf8(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv(KEY_ENV, "clé-from-the-environment")
-    assert resolve_key(None) == "clé-from-the-environment".encode()
+    assert resolve_key(None) == ("clé-from-the-environment".encode(),)
 
 
 def test_a_key_argument_wins_over_the_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(KEY_ENV, "environment-key-0123")
-    assert resolve_key(KEY) == KEY
+    assert resolve_key(KEY) == (KEY,)
 
 
 def test_an_empty_environment_variable_means_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -66,7 +66,7 @@ def test_a_key_shorter_than_16_bytes_is_refused_with_value_error(key: bytes | st
 
 
 def test_a_key_of_exactly_16_bytes_is_accepted() -> None:
-    assert resolve_key(b"x" * 16) == b"x" * 16
+    assert resolve_key(b"x" * 16) == (b"x" * 16,)
 
 
 def test_a_short_key_in_the_environment_is_refused_with_value_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -77,13 +77,34 @@ def test_a_short_key_in_the_environment_is_refused_with_value_error(monkeypatch:
 
 def test_a_text_key_is_measured_in_bytes_not_characters() -> None:
     eight_letters = "éééééééé"  # 16 bytes in UTF-8
-    assert resolve_key(eight_letters) == eight_letters.encode()
+    assert resolve_key(eight_letters) == (eight_letters.encode(),)
 
 
-@pytest.mark.parametrize("key", [12345678901234567890, bytearray(b"x" * 16), ["x" * 16]])
+@pytest.mark.parametrize("key", [12345678901234567890, bytearray(b"x" * 16), [b"x" * 16, 7]])
 def test_a_key_of_another_type_is_refused_with_type_error(key: object) -> None:
     with pytest.raises(TypeError, match="bytes"):
         resolve_key(key)  # type: ignore[arg-type]
+
+
+def test_several_keys_are_kept_in_order_the_first_signs() -> None:
+    assert resolve_key([b"new-key-0123456789", "old-key-0123456789"]) == (
+        b"new-key-0123456789", b"old-key-0123456789")
+
+
+def test_the_environment_variable_may_hold_several_keys_separated_by_commas(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(KEY_ENV, "new-key-0123456789,old-key-0123456789")
+    assert resolve_key(None) == (b"new-key-0123456789", b"old-key-0123456789")
+
+
+def test_every_one_of_several_keys_must_be_long_enough() -> None:
+    with pytest.raises(ValueError, match="at least 16 bytes"):
+        resolve_key([b"a-long-enough-key-1", b"short"])
+
+
+def test_an_empty_list_of_keys_means_no_key() -> None:
+    assert resolve_key([]) is None
 
 
 # ----------------------------------------------------------------------------- check_endpoint

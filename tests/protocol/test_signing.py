@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import struct
 from typing import Any, Callable
 
 import pytest
@@ -21,6 +22,7 @@ from pirate_actors.protocol import (
     FrameCodec,
     Heartbeat,
     Ready,
+    Seal,
     WorkerGone,
     WorkerRegistered,
 )
@@ -52,9 +54,31 @@ def documented_mac(key: bytes, data: bytes) -> bytes:
 
 @pytest.mark.parametrize("message", MESSAGES, ids=IDS)
 def test_a_signed_message_ends_with_hmac_sha256_over_everything_before_it(message: Any) -> None:
-    [frame] = FrameCodec(KEY).encode(message)
+    seal = Seal(0x1122334455667788, 0x99AABBCCDDEEFF01, 42)
+    [frame] = FrameCodec(KEY).encode(message, seal)
     assert frame[-32:] == documented_mac(KEY, frame[:-32])
-    assert [frame[:-32]] == FrameCodec(None).encode(message)  # the MAC is only appended
+    assert frame[-56:-32] == struct.pack("!QQQ", *seal)  # the seal, just before the MAC
+    [unsigned] = FrameCodec(None).encode(message)
+    # The same message with the command byte's SIGNED bit (0x80), then the seal and the MAC.
+    assert frame[:15] == unsigned[:15] and frame[15] == unsigned[15] | 0x80
+    assert frame[16:-56] == unsigned[16:]
+
+
+def test_open_returns_the_seal_a_message_was_signed_with() -> None:
+    seal = Seal(7, 8, 9)
+    codec = FrameCodec(KEY)
+    assert codec.open(codec.encode(Heartbeat(1.0, 3), seal)) == (Heartbeat(1.0, 3), seal)
+    assert FrameCodec(None).open(FrameCodec(None).encode(Heartbeat(1.0, 3))) == (Heartbeat(1.0, 3), None)
+
+
+def test_with_several_keys_messages_are_signed_with_the_first_and_accepted_with_any() -> None:
+    rotating = FrameCodec((KEY, OTHER_KEY))
+    [frame] = rotating.encode(Heartbeat(1.0, 3))
+    assert frame[-32:] == documented_mac(KEY, frame[:-32])  # signed with the first
+    for old_or_new in (KEY, OTHER_KEY):
+        assert rotating.decode(FrameCodec(old_or_new).encode(Heartbeat(1.0, 3))) == Heartbeat(1.0, 3)
+    with pytest.raises(AuthenticationError, match="another key"):
+        rotating.decode(FrameCodec(b"a-third-key-nobody-has").encode(Heartbeat(1.0, 3)))
 
 
 @pytest.mark.parametrize("message", MESSAGES, ids=IDS)
@@ -91,8 +115,10 @@ def test_a_message_without_its_mac_is_rejected_by_a_peer_with_a_key(message: Any
 
 
 def test_a_message_of_only_signature_and_command_is_rejected_by_a_peer_with_a_key() -> None:
-    with pytest.raises(AuthenticationError, match="no MAC"):
+    with pytest.raises(AuthenticationError, match="not signed"):
         FrameCodec(KEY).decode([SIGNATURE + bytes([Command.HEARTBEAT])])
+    with pytest.raises(AuthenticationError, match="too short to carry its seal and MAC"):
+        FrameCodec(KEY).decode([SIGNATURE + bytes([Command.HEARTBEAT | 0x80]) + b"\x00" * 55])
 
 
 @pytest.mark.parametrize("mac", [b"", b"\x00" * 31, b"\x00" * 32, b"\x00" * 33, b"\x00" * 64])
@@ -121,10 +147,16 @@ def test_a_dropped_byte_or_an_added_byte_breaks_the_mac() -> None:
 
 
 @pytest.mark.parametrize("message", MESSAGES, ids=IDS)
-def test_a_signed_message_to_a_peer_without_a_key_is_rejected_as_malformed(message: Any) -> None:
-    with pytest.raises(ProtocolError) as caught:
+def test_a_signed_message_to_a_peer_without_a_key_is_refused_saying_so(message: Any) -> None:
+    # SPEC §13: a keyed worker talking to an unkeyed client is told apart from garbage.
+    with pytest.raises(AuthenticationError, match="signed .* but this side has no key"):
         FrameCodec(None).decode(FrameCodec(KEY).encode(message))
-    assert not isinstance(caught.value, AuthenticationError)
+
+
+@pytest.mark.parametrize("message", MESSAGES, ids=IDS)
+def test_an_unsigned_message_to_a_peer_with_a_key_is_refused_saying_so(message: Any) -> None:
+    with pytest.raises(AuthenticationError, match="not signed: the peer has no key"):
+        FrameCodec(KEY).decode(FrameCodec(None).encode(message))
 
 
 def test_the_mac_is_compared_with_hmac_compare_digest(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -158,7 +190,7 @@ def test_a_badly_signed_body_that_would_break_the_parser_is_rejected_as_unauthen
 def test_a_wrong_signature_is_malformed_even_with_a_key_it_is_checked_first() -> None:
     [frame] = FrameCodec(KEY).encode(Heartbeat(1.0, 3))
     older = b"PIRATE-ACTORS/1" + frame[len(SIGNATURE):]
-    with pytest.raises(ProtocolError, match="not a PIRATE-ACTORS/3 message") as caught:
+    with pytest.raises(ProtocolError, match="not a PIRATE-ACTORS/4 message") as caught:
         FrameCodec(KEY).decode([older])
     assert not isinstance(caught.value, AuthenticationError)
 
@@ -196,13 +228,14 @@ def test_the_client_counts_a_badly_signed_message_as_unauthenticated_and_drops_i
     assert not path.exists()
 
 
-def test_a_keyed_message_to_a_keyless_peer_is_counted_as_malformed_not_unauthenticated(
+def test_a_keyed_message_to_a_keyless_peer_is_counted_as_unauthenticated(
     network: Callable[..., Network],
 ) -> None:
     net = network()
     worker = net.add_worker(b"w1")
     net.inject_to_worker(b"w1", FrameCodec(KEY).encode(Heartbeat(1.0, 3)))
-    assert worker.stats.malformed == 1 and worker.stats.unauthenticated == 0
+    assert worker.stats.unauthenticated == 1 and worker.stats.malformed == 0
+    assert worker.stats.last_drop is not None and "no key" in worker.stats.last_drop[1]
 
 
 def test_a_worker_with_the_wrong_key_is_never_registered(network: Callable[..., Network]) -> None:

@@ -24,7 +24,7 @@ def test_a_message_of_many_frames_is_handed_on_cut_short_and_the_next_one_whole(
         seen: list[list[bytes]] = []
         while len(seen) < 2:
             assert router.poll(5000)
-            drain(router, seen.append)
+            drain(router, lambda frames, _frame: seen.append(frames))
         many, single = seen
         assert len(many) == MAX_FRAMES == 3  # routing id and the first two frames, no more
         assert many[1:] == [b"frame 0", b"frame 1"]

@@ -1,0 +1,82 @@
+"""Dropped messages, told once: a warning per peer address at most once a minute, and a short
+account of what was dropped for errors that would otherwise only say "no worker".
+
+Sans-IO like the engines: ``now`` comes in, nothing is read from a clock. The sessions count
+every drop (``Stats``); this only decides what to say and when.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+__all__ = ["DropLog", "hint_for"]
+
+_ADDRESSES = 256  # addresses remembered at most (the oldest are forgotten first)
+
+_HINTS = {
+    "unauthenticated": "check that the client and its workers use the same key",
+    "refused": "check the CURVE certificates on both sides",
+    "malformed": "check that both ends run the same version of pirate_actors",
+    "replayed": "someone may be sending captured messages again",
+}
+
+
+def hint_for(kind: str) -> str:
+    """What to check when messages of ``kind`` are dropped."""
+    return _HINTS.get(kind, "")
+
+
+@dataclass
+class _Source:
+    count: int = 0
+    unlogged: int = 0
+    next_log: float = float("-inf")
+    kinds: dict[str, int] = field(default_factory=dict)
+    reason: str = ""
+
+
+class DropLog:
+    """Warnings about dropped messages, per peer address, at most once per ``interval``."""
+
+    def __init__(self, logger: logging.Logger, what: str, interval: float = 60.0) -> None:
+        self.logger = logger
+        self.what = what
+        """Who drops, for the log line (e.g. "the client at tcp://*:5550")."""
+        self.interval = interval
+        self._sources: OrderedDict[str, _Source] = OrderedDict()
+
+    def dropped(self, address: str, kind: str, reason: str, now: float) -> None:
+        """One message from ``address`` was dropped (``kind`` as counted in ``Stats``)."""
+        source = self._sources.get(address)
+        if source is None:
+            source = self._sources[address] = _Source()
+            while len(self._sources) > _ADDRESSES:
+                self._sources.popitem(last=False)
+        source.count += 1
+        source.unlogged += 1
+        source.kinds[kind] = source.kinds.get(kind, 0) + 1
+        source.reason = reason
+        if now >= source.next_log:
+            more = f" ({source.unlogged - 1} more since the last warning)" if source.unlogged > 1 else ""
+            self.logger.warning(
+                "%s dropped a message from %s: %s%s; %s (said at most once a minute per address)",
+                self.what, address or "an unknown address", reason, more, hint_for(kind),
+            )
+            source.unlogged = 0
+            source.next_log = now + self.interval
+
+    def explain(self) -> str:
+        """A sentence on what was dropped and from where ("" if nothing was), for errors."""
+        if not self._sources:
+            return ""
+        total = sum(source.count for source in self._sources.values())
+        address, source = max(self._sources.items(), key=lambda item: item[1].count)
+        kind = max(source.kinds, key=lambda k: source.kinds[k])
+        where = f"from {address}" if address else "from an unknown address"
+        others = len(self._sources) - 1
+        if others:
+            where += f" and {others} other address{'es' if others > 1 else ''}"
+        return (f"; {total} message{'s' if total != 1 else ''} {where} were dropped "
+                f"({source.reason}): {hint_for(kind)}")
