@@ -1,0 +1,243 @@
+"""Replay protection (SPEC §13): a signed message captured off the wire and sent again — to the
+same peer or another, at once or later — is dropped and counted, never acted on.
+
+Sessions on a fake clock, in memory (see conftest's :class:`Network`): every frame a peer sent
+is in ``net.log``, so a test replays exactly what an eavesdropper would have captured."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pytest
+
+from pirate_actors.protocol import (
+    CallsReceived,
+    ClientRegistered,
+    Command,
+    Entry,
+    FrameCodec,
+    Ready,
+    WorkerGone,
+    WorkerRegistered,
+)
+
+from .conftest import CLIENT, Network
+
+pytestmark = pytest.mark.timeout(10)
+
+KEY = b"0123456789abcdef-shared-secret"
+OLD_KEY = b"the-key-we-used-last-month-0001"
+
+
+def captured(net: Network, source: object, command: Command) -> list[bytes]:
+    """The frames of the last ``command`` that ``source`` put on the wire."""
+    return net.sent(source, command)[-1].frames
+
+
+def requests_seen(net: Network, peer: bytes) -> list[int]:
+    return [e.request_id for ev in net.events(peer, CallsReceived)
+            if ev.command is Command.REQUEST for e in ev.entries]
+
+
+def test_a_replayed_request_is_dropped_counted_and_never_reaches_the_worker_again(
+    network: Callable[..., Network],
+) -> None:
+    net = network(key=KEY)
+    worker = net.add_worker(b"w1")
+    net.client_send(b"w1", Command.REQUEST, [Entry(7, 0, b"call")])
+    net.deliver()
+    assert requests_seen(net, b"w1") == [7]
+    request = captured(net, CLIENT, Command.REQUEST)
+    for _ in range(3):
+        assert net.inject_to_worker(b"w1", request) == []
+    net.run(5)  # and later
+    assert net.inject_to_worker(b"w1", request) == []
+    assert requests_seen(net, b"w1") == [7]
+    assert worker.stats.replayed == 4 and worker.stats.unauthenticated == 0
+    assert worker.registered  # nothing else changed
+
+
+def test_a_request_for_one_worker_sent_to_another_is_a_replay(network: Callable[..., Network]) -> None:
+    net = network(key=KEY)
+    net.add_worker(b"w1")
+    other = net.add_worker(b"w2")
+    net.client_send(b"w1", Command.REQUEST, [Entry(7, 0, b"call")])
+    net.deliver()
+    assert net.inject_to_worker(b"w2", captured(net, CLIENT, Command.REQUEST)) == []
+    assert requests_seen(net, b"w2") == [] and other.stats.replayed == 1
+
+
+def test_a_request_of_an_earlier_session_is_refused_after_the_worker_registers_again(
+    network: Callable[..., Network],
+) -> None:
+    net = network(key=KEY)
+    worker = net.add_worker(b"w1")
+    net.client_send(b"w1", Command.REQUEST, [Entry(7, 0, b"call")])
+    net.deliver()
+    old_request = captured(net, CLIENT, Command.REQUEST)
+    net.kill_client()
+    net.start_client()  # a new client: the worker's connection comes up again, a new session
+    net.run(2)
+    assert worker.registered and len(net.events(CLIENT, WorkerRegistered)) == 2
+    assert net.inject_to_worker(b"w1", old_request) == []
+    assert requests_seen(net, b"w1") == [7] and worker.stats.replayed == 1
+
+
+def test_a_replayed_ready_never_registers_a_worker_from_the_same_or_another_connection(
+    network: Callable[..., Network],
+) -> None:
+    net = network(key=KEY)
+    net.add_worker(b"w1")
+    assert net.client is not None and list(net.client.workers) == [b"w1"]
+    ready = captured(net, b"w1", Command.READY)
+    registered = len(net.events(CLIENT, WorkerRegistered))
+    assert net.inject_to_client(b"w1", ready) == ([], [])
+    assert net.inject_to_client(b"intruder", ready) == ([], [])  # no answer: no handshake either
+    net.run(10)
+    assert len(net.events(CLIENT, WorkerRegistered)) == registered
+    assert list(net.client.workers) == [b"w1"] and net.client.stats.replayed == 2
+
+
+def test_a_ready_replayed_after_its_worker_left_registers_nothing(network: Callable[..., Network]) -> None:
+    net = network(key=KEY)
+    net.add_worker(b"w1")
+    ready = captured(net, b"w1", Command.READY)
+    net.worker_disconnect(b"w1", final=True)
+    net.deliver()
+    assert net.events(CLIENT, WorkerGone) and net.client is not None and not net.client.workers
+    assert net.inject_to_client(b"w1", ready) == ([], [])
+    assert net.inject_to_client(b"w9", ready) == ([], [])
+    net.run(10)
+    assert not net.client.workers and net.client.stats.replayed == 2
+
+
+def test_a_ready_the_client_has_never_seen_opens_a_handshake_that_only_the_key_holder_completes(
+    network: Callable[..., Network],
+) -> None:
+    # A READY from before this client started (so not remembered): it is answered, but the
+    # worker is registered only by a message sealed with the client's answer, which a replay
+    # cannot produce.
+    net = network(key=KEY)
+    net.add_worker(b"w1")
+    ready = captured(net, b"w1", Command.READY)
+    proof = captured(net, b"w1", Command.HEARTBEAT)  # its answer to the old client's nonce
+    net.kill_client()
+    net.kill_worker(b"w1")
+    net.run(1)
+    client = net.start_client()
+    started = net.now
+    events, answers = net.inject_to_client(b"intruder", ready)
+    assert events == [] and [peer for peer, _ in answers] == [b"intruder"]
+    assert net.inject_to_client(b"intruder", proof) == ([], [])  # sealed for another client nonce
+    assert client.stats.replayed == 1
+    net.run(10)
+    assert client.workers == {} and client.pending == {}  # the half-open handshake expired
+    assert net.events(CLIENT, WorkerRegistered, since=started) == []
+
+
+def test_a_signed_registration_completes_only_when_the_worker_answers_with_both_nonces(
+    network: Callable[..., Network],
+) -> None:
+    net = network(key=KEY)
+    worker = net.add_worker(b"w1", connect=False)
+    net.connection_up(b"w1")
+    net.deliver()
+    # READY went out and the client answered; the worker counts as registered on its side ...
+    assert worker.registered and net.events(b"w1", ClientRegistered)
+    assert net.client is not None and b"w1" in net.client.pending and not net.client.workers
+    # ... and its HEARTBEAT, due at once, completes the client's side.
+    net.tick()
+    assert list(net.client.workers) == [b"w1"] and not net.client.pending
+    heartbeat = net.sent(b"w1", Command.HEARTBEAT)[0]
+    _, seal = FrameCodec(KEY).open(heartbeat.frames)
+    assert seal is not None and seal.receiver == net.client.workers[b"w1"].client_nonce
+
+
+def test_without_a_key_a_ready_registers_at_once(network: Callable[..., Network]) -> None:
+    net = network()
+    worker = net.add_worker(b"w1", connect=False)
+    net.connection_up(b"w1")
+    net.deliver()
+    assert worker.registered and net.client is not None and list(net.client.workers) == [b"w1"]
+
+
+def test_replayed_answers_never_reach_the_client_twice(network: Callable[..., Network]) -> None:
+    net = network(key=KEY)
+    net.add_worker(b"w1")
+    net.worker_send(b"w1", Command.REPLY, [Entry(7, 0, b"result")])
+    net.deliver()
+    reply = captured(net, b"w1", Command.REPLY)
+    assert net.inject_to_client(b"w1", reply) == ([], [])
+    assert net.inject_to_client(b"w2", reply) == ([], [])
+    assert len(net.events(CLIENT, CallsReceived)) == 1
+    assert net.client is not None and net.client.stats.replayed == 2
+
+
+def test_a_replayed_disconnect_does_not_unregister_the_worker_again(network: Callable[..., Network]) -> None:
+    net = network(key=KEY)
+    worker = net.add_worker(b"w1")
+    net.close_client()  # its DISCONNECT is captured
+    goodbye = captured(net, CLIENT, Command.DISCONNECT)
+    net.start_client()
+    net.run(2)
+    assert worker.registered
+    assert net.inject_to_worker(b"w1", goodbye) == []
+    assert worker.registered and worker.stats.replayed == 1
+
+
+def test_a_worker_the_client_forgot_is_asked_to_register_again_and_does(network: Callable[..., Network]) -> None:
+    # Not a replay: a live worker whose session the client ended (it fell silent too long)
+    # speaks again with fresh numbers; the client asks it to register, and it does.
+    net = network(key=KEY)
+    worker = net.add_worker(b"w1")
+    net.freeze(b"w1")
+    net.run(3.5)
+    assert net.client is not None and not net.client.workers
+    net.thaw(b"w1")
+    net.run(3)
+    assert net.client.workers and worker.registered
+    assert net.client.stats.replayed == 0 and worker.stats.replayed == 0
+
+
+@pytest.mark.parametrize("client_keys, worker_keys", [
+    ((OLD_KEY, KEY), (OLD_KEY,)),  # step 1: the new key added second, here first
+    ((KEY, OLD_KEY), (OLD_KEY, KEY)),  # step 2: signing with the new key, here first
+    ((KEY, OLD_KEY), (KEY,)),  # step 3: the old key removed, here first
+], ids=["new key accepted", "new key signs", "old key removed"])
+def test_key_rotation_keeps_workers_registered_and_calls_flowing_both_ways(
+    network: Callable[..., Network], client_keys: tuple[bytes, ...], worker_keys: tuple[bytes, ...],
+) -> None:
+    net = network(key=client_keys)
+    net.add_worker(b"w1", key=worker_keys)
+    assert net.client is not None and list(net.client.workers) == [b"w1"]
+    net.client_send(b"w1", Command.REQUEST, [Entry(7, 0, b"call")])
+    net.deliver()
+    net.worker_send(b"w1", Command.REPLY, [Entry(7, 0, b"result")])
+    net.run(5)
+    assert requests_seen(net, b"w1") == [7]
+    assert [e.entries for e in net.events(CLIENT, CallsReceived)] == [(Entry(7, 0, b"result"),)]
+    assert net.client.stats.unauthenticated == 0
+
+
+@pytest.mark.parametrize("client_keys, worker_keys", [
+    ((KEY,), (OLD_KEY,)),
+    ((KEY, OLD_KEY), (OLD_KEY,)),  # signing with a key the worker does not accept yet
+], ids=["no key in common", "a step skipped"])
+def test_peers_that_cannot_verify_each_other_never_register(
+    network: Callable[..., Network], client_keys: tuple[bytes, ...], worker_keys: tuple[bytes, ...],
+) -> None:
+    net = network(key=client_keys)
+    worker = net.add_worker(b"w1", key=worker_keys)
+    net.run(5)
+    assert net.events(CLIENT, WorkerRegistered) == [] and not worker.registered
+
+
+def test_a_ready_is_not_registered_twice_when_the_worker_repeats_it_before_the_answer(
+    network: Callable[..., Network],
+) -> None:
+    net = network(key=KEY, latency=1.5)  # the answer takes longer than a heartbeat
+    net.add_worker(b"w1")
+    net.run(6)
+    assert len(net.events(CLIENT, WorkerRegistered)) == 1
+    assert net.client is not None and net.client.stats.replayed == 0
+    assert isinstance(FrameCodec(KEY).decode(captured(net, b"w1", Command.READY)), Ready)
