@@ -47,8 +47,8 @@ class DropLog:
         self.interval = interval
         self._sources: OrderedDict[str, _Source] = OrderedDict()
 
-    def dropped(self, address: str, kind: str, reason: str, now: float) -> None:
-        """One message from ``address`` was dropped (``kind`` as counted in ``Stats``)."""
+    def dropped(self, address: str, kind: str, reason: str, now: float, thing: str = "a message") -> None:
+        """One message (or ``thing``) from ``address`` was dropped (``kind`` as counted in ``Stats``)."""
         source = self._sources.get(address)
         if source is None:
             source = self._sources[address] = _Source()
@@ -61,8 +61,8 @@ class DropLog:
         if now >= source.next_log:
             more = f" ({source.unlogged - 1} more since the last warning)" if source.unlogged > 1 else ""
             self.logger.warning(
-                "%s dropped a message from %s: %s%s; %s (said at most once a minute per address)",
-                self.what, address or "an unknown address", reason, more, hint_for(kind),
+                "%s dropped %s from %s: %s%s; %s (said at most once a minute per address)",
+                self.what, thing, address or "an unknown address", reason, more, hint_for(kind),
             )
             source.unlogged = 0
             source.next_log = now + self.interval

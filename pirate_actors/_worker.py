@@ -469,16 +469,17 @@ class _SocketActor(pykka.ThreadingActor):
                 # The client closed or died: no need to wait for its silence.
                 lane.engine.connection(False, time.monotonic())
             elif self.config.curve is not None:
+                lane.engine.handshake_failed(time.monotonic())
                 lane.drops.dropped(
                     lane.endpoint, "refused",
                     "the CURVE handshake failed (the client does not authorize this worker's "
                     "certificate, or curve_server is not the client's certificate)",
-                    time.monotonic())
+                    time.monotonic(), "a connection")
             else:
                 lane.drops.dropped(
                     lane.endpoint, "refused",
                     "the connection's handshake failed (does the client use CURVE?)",
-                    time.monotonic())
+                    time.monotonic(), "a connection")
 
 
 # --------------------------------------------------------------------------- public facade

@@ -209,6 +209,14 @@ class WorkerEngine:
             self.out.append(session.ready_frames(now))
         self.deadline = self._next_deadline()
 
+    def handshake_failed(self, now: float) -> None:
+        """The client refused our connection's handshake (CURVE): libzmq does not try again
+        on that socket, so start over with a fresh one after ``patience`` (a certificate
+        authorized meanwhile is then honoured)."""
+        if self._lost_at is None:
+            self._lost_at = now
+        self.deadline = self._next_deadline()
+
     def _handle(self, events: list[Event], now: float) -> None:
         for event in events:
             if isinstance(event, CallsReceived):
