@@ -35,15 +35,45 @@ def default_liveness() -> tuple[float, int]:
     return float(hb), int(lv)
 
 
+BENCH_KEY = b"bench-key-not-a-secret-0123456789"
+
+
+def security_options(security: dict[str, Any] | None, side: str) -> dict[str, Any]:
+    """The keywords that make a Client (``side="client"``) or Worker sign (``{"key": ...}``) or
+    use CURVE (``{"curve": folder}``, made by :func:`make_certificates`); {} for neither."""
+    if not security:
+        return {}
+    if "key" in security:
+        return {"key": security["key"]}
+    folder = security["curve"]
+    if side == "client":
+        return {"curve_secret": f"{folder}/client.key_secret", "curve_authorized": f"{folder}/authorized"}
+    return {"curve_secret": f"{folder}/worker.key_secret", "curve_server": f"{folder}/client.key"}
+
+
+def make_certificates(folder: str) -> None:
+    """CURVE certificates for one client and one worker, as ``pirate-keygen`` writes them."""
+    import os
+    import shutil
+
+    import zmq.auth
+
+    zmq.auth.create_certificates(folder, "client")
+    public, _ = zmq.auth.create_certificates(folder, "worker")
+    os.makedirs(f"{folder}/authorized")
+    shutil.copy(public, f"{folder}/authorized")
+
+
 class PirateWorker:
     """A ``Worker`` serving :class:`bench.pirate_procs.BenchProcedures` until closed (or killed)."""
 
-    def __init__(self, endpoint: str, pool_size: int = 4) -> None:
+    def __init__(self, endpoint: str, pool_size: int = 4, security: dict[str, Any] | None = None) -> None:
         from pirate_actors import Worker
 
         from bench.pirate_procs import BenchProcedures
 
-        self.worker = Worker(BenchProcedures, endpoint, pool_size=pool_size)
+        self.worker = Worker(BenchProcedures, endpoint, pool_size=pool_size,
+                             **security_options(security, "worker"))
         self.worker.start()
 
     def close(self) -> None:
@@ -54,10 +84,10 @@ class PirateWorker:
 class PirateClient:
     """A ``Client`` that binds, waits for a worker and drives the windows."""
 
-    def __init__(self, endpoint: str, wait: float = 30.0) -> None:
+    def __init__(self, endpoint: str, wait: float = 30.0, security: dict[str, Any] | None = None) -> None:
         from pirate_actors import Client
 
-        self.client = Client(endpoint)
+        self.client = Client(endpoint, **security_options(security, "client"))
         self.client.start()
         self.client.wait_for_worker(timeout=wait)
         if self.client.call("ping", timeout=10.0) != "pong":

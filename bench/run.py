@@ -14,6 +14,7 @@ import random
 import re
 import signal
 import sys
+import tempfile
 import time
 from typing import Any, Callable
 
@@ -51,10 +52,12 @@ QUICK = Settings(rounds=3, window=0.4, stream_n=20_000, bind_samples=2, death_sa
                  idle_seconds=3.0, rss_calls=20_000, rss_warmup=2_000)
 
 CONTENDERS = {"raw": "raw pyzmq", "floor": "four-thread floor", "pirate": "pirate_actors",
+              "pirate-hmac": "pirate_actors, HMAC key", "pirate-curve": "pirate_actors, CURVE",
               "zerorpc": "zerorpc"}
+SECURED = ("pirate-hmac", "pirate-curve")
 SCENARIOS: list[tuple[str, str, list[str]]] = [
-    ("sync", "one call at a time (calls/s)", ["raw", "floor", "pirate", "zerorpc"]),
-    ("inflight", "100 calls in flight (calls/s)", ["raw", "floor", "pirate", "zerorpc"]),
+    ("sync", "one call at a time (calls/s)", ["raw", "floor", "pirate", *SECURED, "zerorpc"]),
+    ("inflight", "100 calls in flight (calls/s)", ["raw", "floor", "pirate", *SECURED, "zerorpc"]),
     ("stream", "one-way stream: raw msgs/s, pirate partials/s", ["raw", "pirate"]),
 ]
 
@@ -107,15 +110,22 @@ class Contender:
             self.server = Agent("zerorpc-server", ZerorpcServer, endpoint)
             self.server.send("serve")
             self.client = Agent("zerorpc-client", ZerorpcClient, endpoint)
-        elif name == "pirate":
-            self.server = Agent("pirate-worker", pirate.PirateWorker, endpoint,
-                                pool_size=settings.pool_size)
-            self.client = Agent("pirate-client", pirate.PirateClient, endpoint)
+        elif name == "pirate" or name in SECURED:
+            security: dict[str, Any] | None = None
+            if name == "pirate-hmac":
+                security = {"key": pirate.BENCH_KEY}
+            elif name == "pirate-curve":
+                self._certificates = tempfile.TemporaryDirectory(prefix="bench-curve-")
+                pirate.make_certificates(self._certificates.name)
+                security = {"curve": self._certificates.name}
+            self.server = Agent(f"{name}-worker", pirate.PirateWorker, endpoint,
+                                pool_size=settings.pool_size, security=security)
+            self.client = Agent(f"{name}-client", pirate.PirateClient, endpoint, security=security)
         else:
             raise ValueError(name)
         # Agents whose main thread is free between windows can name their threads.
         self._nameable: dict[str, Agent] = {"client": self.client}
-        if name == "pirate":
+        if name == "pirate" or name in SECURED:
             self._nameable["server"] = self.server
         self._names: dict[str, dict[int, str]] = {}
         self._unnamed: dict[str, set[int]] = {}
@@ -184,7 +194,7 @@ class Contender:
 
     def close(self) -> None:
         """Stop the client, then the server."""
-        graceful = self.name == "pirate"
+        graceful = self.name == "pirate" or self.name in SECURED
         for agent in (self.client, self.server) if not graceful else (self.server, self.client):
             if graceful:
                 agent.close(timeout=10)
@@ -192,6 +202,9 @@ class Contender:
                 agent.close(timeout=5)
             else:
                 agent.kill()
+        certificates = getattr(self, "_certificates", None)
+        if certificates is not None:
+            certificates.cleanup()
 
 
 def run_throughput(s: Settings, names: list[str], out: dict[str, Any]) -> None:
@@ -269,6 +282,9 @@ def run_throughput(s: Settings, names: list[str], out: dict[str, Any]) -> None:
             if c != "zerorpc" and "zerorpc" in samples[scenario]:
                 rz = paired_ratios(vals, samples[scenario]["zerorpc"])
                 entry["ratio_to_zerorpc"] = {"samples": rz, "summary": summary(rz)}
+            if c in SECURED and "pirate" in samples[scenario]:
+                rp = paired_ratios(vals, samples[scenario]["pirate"])
+                entry["ratio_to_pirate"] = {"samples": rp, "summary": summary(rp)}
             if c == "pirate" and "floor" in samples[scenario]:
                 rf = paired_ratios(vals, samples[scenario]["floor"])
                 entry["ratio_to_floor"] = {"samples": rf, "summary": summary(rf)}
@@ -450,6 +466,14 @@ def render(out: dict[str, Any]) -> str:
         floors = [f"{sc['title'].split(' (')[0]} {fmt_ratio(_get(sc, 'contenders', 'pirate', 'ratio_to_floor', 'summary'))}"
                   for sc in out.get("throughput", {}).values()
                   if _get(sc, "contenders", "pirate", "ratio_to_floor", "summary")]
+        secured = [f"{sc['title'].split(' (')[0]}: " + ", ".join(
+                       f"{CONTENDERS[c].split(', ')[1]} {fmt_ratio(_get(sc, 'contenders', c, 'ratio_to_pirate', 'summary'))}"
+                       for c in SECURED if _get(sc, "contenders", c, "ratio_to_pirate", "summary"))
+                   for sc in out.get("throughput", {}).values()
+                   if any(_get(sc, "contenders", c, "ratio_to_pirate", "summary") for c in SECURED)]
+        if secured:
+            lines += ["The cost of security, pirate_actors with it ÷ pirate_actors without, paired round by "
+                      "round: " + "; ".join(secured) + ".", ""]
         if floors:
             lines += ["The four-thread floor is raw pyzmq plus the thread hand-offs of pirate_actors' design "
                       "and nothing else (`bench/floor.py`). pirate_actors ÷ floor: " + "; ".join(floors) + ".", ""]
@@ -536,8 +560,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     ap.add_argument("--rounds", type=int, help="rounds of windows (default 7, quick 3)")
     ap.add_argument("--window", type=float, help="seconds per throughput window (default 1, quick 0.4)")
-    ap.add_argument("--contenders", default="raw,floor,pirate,zerorpc",
-                    help="comma-separated subset of raw,floor,pirate,zerorpc")
+    ap.add_argument("--contenders", default="raw,floor,pirate,pirate-hmac,pirate-curve,zerorpc",
+                    help="comma-separated subset of raw,floor,pirate,pirate-hmac,pirate-curve,zerorpc")
     ap.add_argument("--no-probes", action="store_true", help="skip the pirate_actors probes")
     args = ap.parse_args(argv)
 
