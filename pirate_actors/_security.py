@@ -121,6 +121,13 @@ def _load(path: str | os.PathLike[str], what: str, secret: bool) -> tuple[bytes,
     return public, secret_key
 
 
+def _pair(secret: Any, other: Any, other_name: str) -> bool:
+    """True when both CURVE settings are given, False when neither; ValueError for one alone."""
+    if (secret is None) != (other is None):
+        raise ValueError(f"CURVE needs both curve_secret (this side's secret certificate) and {other_name}")
+    return secret is not None
+
+
 class Curve:
     """One side's CURVE settings, checked when the Client or Worker is made."""
 
@@ -135,11 +142,9 @@ class Curve:
 
     @classmethod
     def for_client(cls, secret: Any, authorized: Any) -> Curve | None:
-        if secret is None and authorized is None:
+        """The client's settings: its secret certificate and the folder of authorized workers."""
+        if not _pair(secret, authorized, "curve_authorized (the folder of workers' public certificates)"):
             return None
-        if secret is None or authorized is None:
-            raise ValueError("CURVE needs both curve_secret (the client's secret certificate) "
-                             "and curve_authorized (the folder of workers' public certificates)")
         folder = Path(authorized)
         if not folder.is_dir():
             raise ValueError(f"curve_authorized {os.fspath(folder)!r} is not a folder")
@@ -149,11 +154,9 @@ class Curve:
 
     @classmethod
     def for_worker(cls, secret: Any, server: Any) -> Curve | None:
-        if secret is None and server is None:
+        """A worker's settings: its secret certificate and the client's public one."""
+        if not _pair(secret, server, "curve_server (the client's public certificate)"):
             return None
-        if secret is None or server is None:
-            raise ValueError("CURVE needs both curve_secret (the worker's secret certificate) "
-                             "and curve_server (the client's public certificate)")
         public, secret_key = _load(secret, "worker's", secret=True)
         server_key, _ = _load(server, "client's public", secret=False)
         assert secret_key is not None

@@ -141,17 +141,23 @@ def _worker(stack: list[Any], endpoint: str, **options: Any) -> Worker:
 # --------------------------------------------------------------------------- replay
 
 
-@pytest.mark.timeout(30)
-def test_requests_and_readys_replayed_by_a_man_in_the_middle_do_nothing_and_are_counted(
-    stack: list[Any], tmp_path: Path,
-) -> None:
+def _through_a_relay(stack: list[Any], log: str) -> tuple[Client, Relay, Worker]:
+    """A keyed client and worker with a relay between them, after one call that appended to ``log``."""
     client = _client(stack, key=KEY)
     relay = Relay(client.endpoint)
     stack.append(relay)
     worker = _worker(stack, relay.endpoint, key=KEY)
     client.wait_for_worker(timeout=10)
-    log = str(tmp_path / "runs")
     assert client.call("append", log, timeout=10) == 1
+    return client, relay, worker
+
+
+@pytest.mark.timeout(30)
+def test_requests_and_readys_replayed_by_a_man_in_the_middle_do_nothing_and_are_counted(
+    stack: list[Any], tmp_path: Path,
+) -> None:
+    log = str(tmp_path / "runs")
+    client, relay, worker = _through_a_relay(stack, log)
 
     [request] = relay.captured("to worker", Command.REQUEST)
     [ready] = relay.captured("to client", Command.READY)
@@ -172,13 +178,8 @@ def test_requests_and_readys_replayed_by_a_man_in_the_middle_do_nothing_and_are_
 def test_a_replayed_request_from_a_session_that_ended_does_not_run_at_the_next_one(
     stack: list[Any], tmp_path: Path,
 ) -> None:
-    client = _client(stack, key=KEY)
-    relay = Relay(client.endpoint)
-    stack.append(relay)
-    worker = _worker(stack, relay.endpoint, key=KEY)
-    client.wait_for_worker(timeout=10)
     log = str(tmp_path / "runs")
-    client.call("append", log, timeout=10)
+    client, relay, worker = _through_a_relay(stack, log)
     [request] = relay.captured("to worker", Command.REQUEST)
     client.close()  # the worker's session ends; a new client comes to the same endpoint
     again = _client(stack, bind=client.endpoint, key=KEY)
