@@ -20,6 +20,7 @@ from ._errors import (
     WorkerLost,
 )
 from ._events import Event, EventQueue, Subscription
+from ._executor import FunctionActor, RemoteExecutor
 from ._future import CallFuture, WorkerInfo
 from ._procedures import ProcedureActor, idempotent
 from ._worker import Worker
@@ -31,12 +32,14 @@ __all__ = [
     "CallTimeout",
     "Event",
     "EventQueue",
+    "FunctionActor",
     "Client",
     "NoWorkerError",
     "PirateError",
     "ProcedureActor",
     "ProtocolError",
     "RemoteError",
+    "RemoteExecutor",
     "RemoteTraceback",
     "Subscription",
     "UnknownProcedure",

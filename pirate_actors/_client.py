@@ -9,6 +9,7 @@ what the engine says onto the socket and into the futures.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import concurrent.futures
 import itertools
@@ -503,6 +504,31 @@ class Client:
             future.cancel()
             raise CallTimeout(f"{procedure!r} got no reply within {wait:g} s; cancelled") from None
 
+    async def acall(
+        self, procedure: str, /, *args: Any, timeout: float | None = None, **kwargs: Any
+    ) -> Any:
+        """``call`` for asyncio: awaits the result without blocking the loop. On timeout the
+        call is cancelled and :class:`CallTimeout` (or :class:`NoWorkerError`) is raised;
+        cancelling the awaiting task cancels the call."""
+        return await self._acall(procedure, args, kwargs, None, timeout)
+
+    async def _acall(
+        self, procedure: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+        retries: int | None, timeout: float | None,
+    ) -> Any:
+        wait = self.timeout if timeout is None else timeout
+        if not wait > 0:
+            raise ValueError("timeout must be > 0")
+        future = self._submit(procedure, args, kwargs, retries, wait)
+        try:
+            return await asyncio.wait_for(future, wait + _GRACE)
+        except asyncio.TimeoutError:  # only if the client thread is stuck
+            future.cancel()
+            raise CallTimeout(f"{procedure!r} got no reply within {wait:g} s; cancelled") from None
+        except asyncio.CancelledError:
+            future.cancel()  # the awaiting task was cancelled: so is the call
+            raise
+
     def __repr__(self) -> str:
         return f"<Client {self.endpoint} workers={self._worker_count}>"
 
@@ -554,6 +580,10 @@ class CallOptions:
         except concurrent.futures.TimeoutError:  # only if the client thread is stuck
             future.cancel()
             raise CallTimeout(f"{procedure!r} got no reply within {timeout:g} s; cancelled") from None
+
+    async def acall(self, procedure: str, /, *args: Any, **kwargs: Any) -> Any:
+        """``Client.acall`` with these options."""
+        return await self.client._acall(procedure, args, kwargs, self.retries, self.timeout)
 
     def map(
         self, procedure: str, /, *iterables: Iterable[Any], timeout: float | None = None

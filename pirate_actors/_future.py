@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import concurrent.futures
 import logging
 import threading
-from typing import Any, Callable, NamedTuple
+from typing import Any, AsyncIterator, Callable, Generator, NamedTuple
 
 __all__ = ["CallFuture", "WorkerInfo", "deliver_partials", "settle"]
 
@@ -20,6 +21,8 @@ class CallFuture(concurrent.futures.Future):  # type: ignore[type-arg]
 
     ``cancel()`` succeeds for queued *and* running calls: the worker is told, and a late
     reply is dropped. ``worker`` is the id of the worker serving the call (None while queued).
+    In asyncio code, ``await future`` gives the result (cancelling the awaiting task cancels
+    the call) and ``async for message in future.apartials()`` the partials as they come.
     """
 
     def __init__(
@@ -65,6 +68,32 @@ class CallFuture(concurrent.futures.Future):  # type: ignore[type-arg]
             fn(self, message)
         except Exception:
             logger.exception("partial callback %r raised", fn)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        """``await future`` in a running loop: the result, or the call's exception. Cancelling
+        the awaiting task cancels the call (``asyncio.wrap_future`` passes the cancel on)."""
+        return asyncio.wrap_future(self).__await__()
+
+    async def apartials(self) -> AsyncIterator[Any]:
+        """The call's partial messages as they arrive (earlier ones first), in the running
+        loop; the iteration ends when the call is done (then ``await future`` for its result).
+        The client thread hands each one over with ``call_soon_threadsafe``."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[bool, Any]] = asyncio.Queue()
+
+        def put(item: tuple[bool, Any]) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:
+                pass  # the loop is closed: nobody is iterating any more
+
+        self.add_partial_callback(lambda _future, message: put((False, message)))
+        self.add_done_callback(lambda _future: put((True, None)))
+        while True:
+            done, message = await queue.get()
+            if done:
+                return
+            yield message
 
     def cancel(self) -> bool:
         """Cancel the call, queued or running; False only if it already finished."""
