@@ -37,3 +37,28 @@ def test_the_library_quickstart_runs() -> None:
     assert result.returncode == 0, result.stderr
     assert "partial: started\npartial: halfway?" in result.stdout
     assert "WorkerInfo(" in result.stdout
+
+
+def _section_code(heading: str) -> str:
+    """The first ```python block after ``heading``, with its ports made free."""
+    code = re.search(re.escape(heading) + r".*?```python\n(.*?)```", README, re.DOTALL)
+    assert code is not None, heading
+    program = code.group(1)
+    for port in set(re.findall(r"127\.0\.0\.1:(\d{4})", program)):
+        program = program.replace(port, str(_free_port()))
+    return program
+
+
+def test_the_asyncio_quickstart_runs() -> None:
+    program = _section_code("## asyncio")
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=50)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "True", "partial: started", "partial: halfway?", "result: True", str([True] * 8)]
+
+
+def test_the_executor_quickstart_runs() -> None:
+    program = _section_code("## Remote functions")
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=50)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [str([x * x for x in range(10)]), "1024"]
