@@ -52,6 +52,7 @@ EXIT_WORKER_LOST = 5
 EXIT_CRASHED = 70  # EX_SOFTWARE: pirate-worker gave up (procedure actors kept dying)
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5550"
+MIN_KEY_LENGTH = 16  # SPEC §7; checked here too so that the error can name the file
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _SignalHandler = Callable[[int, "FrameType | None"], Any]
@@ -144,18 +145,48 @@ def _count(text: str) -> int:
 # --- shared set-up ---
 
 
-def _add_common_options(parser: argparse.ArgumentParser, quiet_help: str) -> None:
-    """The options both tools share: key, --insecure, verbosity."""
+def _add_common_options(
+    parser: argparse.ArgumentParser, quiet_help: str, *, client_side: bool
+) -> None:
+    """The options the tools share: keys, CURVE certificates, --insecure, verbosity.
+
+    ``client_side``: the tool binds (pirate-call, pirate-listen) and so is the CURVE server that
+    takes ``--curve-authorized``; otherwise it connects (pirate-worker) and takes ``--curve-server``.
+    """
     parser.add_argument(
         "--key-file",
         metavar="PATH",
+        action="append",
         help="sign and check every message with the key in this file (at least 16 bytes; trailing "
-        "newlines are ignored); default: the PIRATE_ACTORS_KEY environment variable, else no key",
+        "newlines are ignored). Give it several times to rotate keys: messages are signed with the "
+        "first and accepted under any of them. Default: the PIRATE_ACTORS_KEY environment variable "
+        "(several keys separated by commas), else no key",
     )
+    parser.add_argument(
+        "--curve-secret",
+        metavar="PATH",
+        help="encrypt and authenticate the connection with CURVE, using this side's secret "
+        "certificate (NAME.key_secret, from pirate-keygen); needs "
+        + ("--curve-authorized" if client_side else "--curve-server"),
+    )
+    if client_side:
+        parser.add_argument(
+            "--curve-authorized",
+            metavar="DIR",
+            help="with --curve-secret: the folder of the public certificates (NAME.key) of the "
+            "workers allowed in; certificates added later are honoured without a restart",
+        )
+    else:
+        parser.add_argument(
+            "--curve-server",
+            metavar="PATH",
+            help="with --curve-secret: the client's public certificate (NAME.key)",
+        )
     parser.add_argument(
         "--insecure",
         action="store_true",
-        help="allow a non-loopback endpoint without a key (anyone who can reach it can run code)",
+        help="allow a non-loopback endpoint without a key or CURVE (anyone who can reach it can "
+        "run code)",
     )
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_true", help="log debug messages too")
@@ -179,15 +210,72 @@ def _configure_logging(verbose: bool, quiet: bool, library_level: int = logging.
         logging.getLogger("pirate_actors").setLevel(library_level)
 
 
-def _read_key(path: str | None) -> bytes | None:
-    """The key file's bytes without trailing CR/LF, or None (the library then reads the env)."""
-    if path is None:
+def _read_keys(paths: Sequence[str] | None) -> list[bytes] | None:
+    """The keys of the ``--key-file`` options, in order (the first signs), or None when there are
+    none (the library then reads ``PIRATE_ACTORS_KEY``)."""
+    if not paths:
         return None
+    return [_read_key(path) for path in paths]
+
+
+def _read_key(path: str) -> bytes:
+    """The key file's bytes without trailing CR/LF; UsageError if unreadable or too short."""
     try:
         with open(path, "rb") as file:
-            return file.read().rstrip(b"\r\n")
+            key = file.read().rstrip(b"\r\n")
     except OSError as exc:
         raise UsageError(f"cannot read key file {path!r}: {exc.strerror or exc}") from None
+    if len(key) < MIN_KEY_LENGTH:
+        raise UsageError(
+            f"key file {path!r} holds {len(key)} bytes; a key needs at least {MIN_KEY_LENGTH}"
+        )
+    return key
+
+
+def _curve_files(options: argparse.Namespace) -> tuple[str | None, str | None]:
+    """``--curve-secret`` and its partner (``--curve-server`` or ``--curve-authorized``), checked:
+    both or neither, the files readable, the folder a folder. (None, None) without CURVE."""
+    secret: str | None = options.curve_secret
+    client_side = hasattr(options, "curve_authorized")
+    peer: str | None = options.curve_authorized if client_side else options.curve_server
+    peer_option = "--curve-authorized" if client_side else "--curve-server"
+    if secret is None and peer is None:
+        return None, None
+    if secret is None:
+        raise UsageError(
+            f"{peer_option} needs --curve-secret too (this side's secret certificate, "
+            "NAME.key_secret from pirate-keygen)"
+        )
+    if peer is None:
+        wanted = (
+            "the folder of the workers' public certificates"
+            if client_side
+            else "the client's public certificate, NAME.key"
+        )
+        raise UsageError(f"--curve-secret needs {peer_option} too ({wanted})")
+    _check_readable(secret, "--curve-secret")
+    if client_side:
+        if not os.path.isdir(peer):
+            what = "does not exist" if not os.path.exists(peer) else "is not a folder"
+            raise UsageError(f"--curve-authorized {peer!r} {what}")
+        try:
+            os.listdir(peer)
+        except OSError as exc:
+            raise UsageError(f"cannot read --curve-authorized {peer!r}: {exc.strerror or exc}") from None
+    else:
+        _check_readable(peer, "--curve-server")
+    return secret, peer
+
+
+def _check_readable(path: str, option: str) -> None:
+    """UsageError unless ``path`` is a file this process can read."""
+    if os.path.isdir(path):
+        raise UsageError(f"{option} {path!r} is a folder, not a certificate file")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot read {option} {path!r}: {exc.strerror or exc}") from None
 
 
 def _install_signal_handlers(handler: _SignalHandler) -> dict[int, Any]:
@@ -258,7 +346,7 @@ def _worker_parser() -> argparse.ArgumentParser:
         default=3,
         help="missed heartbeats after which the client counts this worker dead (default: 3)",
     )
-    _add_common_options(parser, quiet_help="log warnings and errors only")
+    _add_common_options(parser, quiet_help="log warnings and errors only", client_side=False)
     return parser
 
 
@@ -313,16 +401,20 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
 
     try:
         actor_class = _load_actor_class(options.target)
+        keys = _read_keys(options.key_file)
+        curve_secret, curve_server = _curve_files(options)
         worker = Worker(
             actor_class,
             options.connect or [DEFAULT_ENDPOINT],
             pool_size=options.pool_size,
             prefetch=options.prefetch,
-            key=_read_key(options.key_file),
+            key=keys,
             heartbeat=options.heartbeat,
             liveness=options.liveness,
             name=options.name,
             insecure=options.insecure,
+            curve_secret=curve_secret,
+            curve_server=curve_server,
         )
     except (UsageError, ValueError) as exc:
         return _usage_error(parser.prog, str(exc))
@@ -421,7 +513,9 @@ def _call_parser() -> argparse.ArgumentParser:
         help="print results (and partials) as JSON instead of Python repr",
     )
     _add_common_options(
-        parser, quiet_help="log warnings and errors only, and hide partial messages"
+        parser,
+        quiet_help="log warnings and errors only, and hide partial messages",
+        client_side=True,
     )
     return parser
 
@@ -637,11 +731,15 @@ def call_main(argv: Sequence[str] | None = None) -> int:
         sys.path.append(os.getcwd())  # so results and errors of the user's own types can be rebuilt
 
     try:
+        keys = _read_keys(options.key_file)
+        curve_secret, curve_authorized = _curve_files(options)
         client = Client(
             options.endpoint,
-            key=_read_key(options.key_file),
+            key=keys,
             timeout=options.timeout,
             insecure=options.insecure,
+            curve_secret=curve_secret,
+            curve_authorized=curve_authorized,
         )
     except (UsageError, ValueError) as exc:  # an unreadable or short key, a refused endpoint
         return _usage_error(parser.prog, str(exc))
@@ -729,7 +827,7 @@ def _listen_parser() -> argparse.ArgumentParser:
         "exit 3 if none came",
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per event")
-    _add_common_options(parser, quiet_help="log warnings and errors only")
+    _add_common_options(parser, quiet_help="log warnings and errors only", client_side=True)
     return parser
 
 
@@ -757,7 +855,15 @@ def listen_main(argv: Sequence[str] | None = None) -> int:
     if os.getcwd() not in sys.path:
         sys.path.append(os.getcwd())  # so events carrying the user's own types can be rebuilt
     try:
-        client = Client(options.endpoint, key=_read_key(options.key_file), insecure=options.insecure)
+        keys = _read_keys(options.key_file)
+        curve_secret, curve_authorized = _curve_files(options)
+        client = Client(
+            options.endpoint,
+            key=keys,
+            insecure=options.insecure,
+            curve_secret=curve_secret,
+            curve_authorized=curve_authorized,
+        )
     except (UsageError, ValueError) as exc:
         return _usage_error(parser.prog, str(exc))
     try:
