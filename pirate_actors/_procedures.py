@@ -8,6 +8,9 @@ still in its inbox and says :class:`Exited`, so the supervisor can replace it.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import inspect
 import logging
 import queue
 import threading
@@ -25,7 +28,7 @@ from ._codec import ErrorKind
 from ._errors import CallTimeout, ProtocolError
 from .protocol import Command
 
-__all__ = ["ProcedureActor", "idempotent", "idempotent_of", "procedures_of"]
+__all__ = ["ProcedureActor", "idempotent", "idempotent_of", "procedures_of", "slots_of"]
 
 logger = logging.getLogger("pirate_actors.procedures")
 
@@ -47,6 +50,16 @@ class Run:
     cancelled: bool = False
     lane: int = 0
     """Which of the worker's clients sent it (answers carry it back)."""
+    slot: str = ""
+    """The engine's name for where it runs: the actor's urn, or ``urn/N`` for one of an
+    async actor's ``max_concurrency`` slots (``Done`` carries it back)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CancelSlot:
+    """Socket actor → async procedure actor: cancel the task running on ``slot`` now."""
+
+    slot: str
 
 
 @dataclass(slots=True)
@@ -145,6 +158,21 @@ def idempotent_of(cls: type) -> frozenset[str]:
 
 
 @lru_cache(maxsize=None)
+def slots_of(cls: type) -> int:
+    """Calls one actor of ``cls`` runs at once: ``max_concurrency`` if it has ``async def``
+    procedures, else 1. ValueError for a ``max_concurrency`` that is not an int >= 1."""
+    limit = getattr(cls, "max_concurrency", 1)
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise ValueError(f"{cls.__name__}.max_concurrency must be an int >= 1, not {limit!r}")
+    asynchronous = any(inspect.iscoroutinefunction(getattr(cls, name)) for name in procedures_of(cls))
+    return limit if asynchronous else 1
+
+
+_running: contextvars.ContextVar[Run | None] = contextvars.ContextVar("pirate_actors_run", default=None)
+"""The call an async procedure's task runs (each task has its own context)."""
+
+
+@lru_cache(maxsize=None)
 def procedures_of(cls: type) -> frozenset[str]:
     """The procedure names of a ``ProcedureActor`` subclass: its own public callables."""
     reserved = set(dir(ProcedureActor))
@@ -160,9 +188,16 @@ class ProcedureActor(pykka.ThreadingActor):
 
     Each worker runs ``pool_size`` instances, each in its own thread; an instance runs one
     call at a time. Inside a procedure, :meth:`report` streams a partial message to the caller.
+
+    ``async def`` procedures run on an asyncio loop of the instance's own (in a second
+    thread), up to ``max_concurrency`` calls at once per instance; cancelling such a call
+    cancels its task (the coroutine sees ``asyncio.CancelledError``) and frees its slot as soon
+    as the coroutine returns. Plain procedures of the same class run in the actor's thread.
     """
 
     use_daemon_thread = True  # a stuck procedure must not keep the process alive
+    max_concurrency = 1
+    """Calls of ``async def`` procedures one instance runs at once (say 100 for I/O-bound work)."""
 
     @staticmethod
     def _create_actor_inbox() -> queue.SimpleQueue[Any]:
@@ -177,11 +212,23 @@ class ProcedureActor(pykka.ThreadingActor):
         self.__sink: ActorRef[Any] | None = getattr(spawning, "sink", None)
         self.__thread: threading.Thread | None = None
         self.__exit_reason = "its loop ended (on_start failed, or it stopped itself)"
+        self.__loop: asyncio.AbstractEventLoop | None = None  # for async procedures, made on demand
+        self.__loop_thread: threading.Thread | None = None
+        self.__tasks: dict[str, asyncio.Task[None]] = {}  # slot -> the task running there
+
+    def __call_here(self) -> Run | None:
+        """The call of the procedure running in this thread or task, if any."""
+        run = _running.get()
+        if run is not None:
+            return run
+        if threading.current_thread() is self.__thread:
+            return self.__current
+        return None
 
     def report(self, message: Any) -> None:
         """Send ``message`` to the caller of the running call, before its final reply."""
-        current = self.__current
-        if current is None or threading.current_thread() is not self.__thread:
+        current = self.__call_here()
+        if current is None:
             raise RuntimeError("report() can only be called from inside a procedure")
         if current.cancelled:
             return  # nobody listens any more
@@ -199,7 +246,7 @@ class ProcedureActor(pykka.ThreadingActor):
         sink = self.__sink
         if sink is None:
             raise RuntimeError("emit() needs a worker: this actor was not started by one")
-        current = self.__current
+        current = self.__call_here() or self.__current
         max_size = current.max_body if current is not None else 2**62
         _tell(sink, make_emit(topic, data, max_size))
 
@@ -207,7 +254,7 @@ class ProcedureActor(pykka.ThreadingActor):
     def cancelled(self) -> bool:
         """True inside a procedure whose call was cancelled (or whose client left): a
         long-running procedure may poll this and return early; its result is dropped."""
-        current = self.__current
+        current = self.__call_here()
         return current is not None and current.cancelled
 
     def on_receive(self, message: Any) -> Any:
@@ -215,32 +262,122 @@ class ProcedureActor(pykka.ThreadingActor):
         if isinstance(message, Run):
             self.__run(message)
             return None
+        if isinstance(message, CancelSlot):
+            task = self.__tasks.get(message.slot)
+            if task is not None and self.__loop is not None:
+                self.__loop.call_soon_threadsafe(task.cancel)
+            return None
         return super().on_receive(message)
+
+    # -- async procedures
+
+    def __start_loop(self) -> asyncio.AbstractEventLoop:
+        """This actor's asyncio loop, in a daemon thread of its own (made at the first call)."""
+        if self.__loop is None:
+            loop = asyncio.new_event_loop()
+            ready = threading.Event()
+
+            def serve() -> None:
+                asyncio.set_event_loop(loop)
+                loop.call_soon(ready.set)
+                loop.run_forever()
+
+            self.__loop_thread = threading.Thread(
+                target=serve, name=f"{self.actor_urn}-asyncio", daemon=True)
+            self.__loop_thread.start()
+            ready.wait()
+            self.__loop = loop
+        return self.__loop
+
+    def __run_async(self, run: Run, procedure: str, args: Any, kwargs: Any) -> None:
+        """Start the coroutine as a task on this actor's loop; its Done goes out when it ends."""
+        loop = self.__start_loop()
+        slot = run.slot or self.actor_urn
+        coroutine = self.__task(run, procedure, args, kwargs, slot)
+
+        def start() -> None:
+            if run.cancelled:
+                coroutine.close()
+                body = _codec.dump_error(ErrorKind.NOT_RUN, "NotRun", "cancelled before it started")
+                _tell(run.sink, Done(run.request_id, Command.ERROR, body, slot, run.lane))
+                return
+            self.__tasks[slot] = loop.create_task(coroutine, context=contextvars.copy_context())
+
+        loop.call_soon_threadsafe(start)
+
+    async def __task(self, run: Run, procedure: str, args: Any, kwargs: Any, slot: str) -> None:
+        _running.set(run)
+        fatal = False
+        _tell_started(run.sink, run.request_id, run.lane)
+        try:
+            result = await getattr(self, procedure)(*args, **kwargs)
+            command, body = self.__dump_result(result, run.max_body)
+        except asyncio.CancelledError:
+            command = Command.ERROR
+            body = _codec.dump_error(ErrorKind.RAISED, "CancelledError", "the call was cancelled")
+        except Exception as exc:  # noqa: BLE001 - the caller gets it
+            command, body = Command.ERROR, _codec.dump_exception(exc, run.max_body)
+        except BaseException as exc:  # noqa: BLE001 - SystemExit & co: reply, then be replaced
+            command, body = Command.ERROR, _codec.dump_exception(exc, run.max_body)
+            fatal = True
+            self.__exit_reason = f"procedure {procedure!r} raised {exc!r}"
+        finally:
+            if self.__tasks.get(slot) is asyncio.current_task():
+                del self.__tasks[slot]
+        _tell(run.sink, Done(run.request_id, command, body, slot, run.lane, fatal))
+        if fatal:
+            logger.warning("procedure %s raised a BaseException; replacing its actor", procedure)
+            self.stop()  # (puts a stop message in the inbox: safe from this thread)
+
+    def __stop_loop(self) -> None:
+        """Cancel what still runs on the loop and end its thread (the actor is stopping)."""
+        loop, thread = self.__loop, self.__loop_thread
+        if loop is None or thread is None:
+            return
+
+        async def wind_down() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            loop.stop()
+
+        try:
+            asyncio.run_coroutine_threadsafe(wind_down(), loop)
+        except RuntimeError:
+            return  # already closed
+        thread.join(5.0)
+        if not thread.is_alive():
+            loop.close()
 
     def __run(self, run: Run) -> None:
         self.__thread = threading.current_thread()
         sink = run.sink
+        slot = run.slot or self.actor_urn
         try:
             procedure, args, kwargs = _codec.loads(run.body)
         except BaseException as exc:  # noqa: BLE001 - even SystemExit from a __setstate__
             _tell_started(sink, run.request_id, run.lane)
             body = _codec.dump_error(ErrorKind.PROTOCOL, "ProtocolError", f"undecodable call: {exc!r}")
-            _tell(sink, Done(run.request_id, Command.ERROR, body, self.actor_urn, run.lane))
+            _tell(sink, Done(run.request_id, Command.ERROR, body, slot, run.lane))
             return
         if not isinstance(procedure, str) or procedure not in procedures_of(type(self)):
             body = _codec.dump_error(
                 ErrorKind.UNKNOWN, "UnknownProcedure",
                 f"no procedure {procedure!r} on {type(self).__name__}",
             )
-            _tell(sink, Done(run.request_id, Command.ERROR, body, self.actor_urn, run.lane))
+            _tell(sink, Done(run.request_id, Command.ERROR, body, slot, run.lane))
             return
         if run.cancelled:  # cancelled (or its client lost) before this actor got to it
             body = _codec.dump_error(ErrorKind.NOT_RUN, "NotRun", "cancelled before it started")
-            _tell(sink, Done(run.request_id, Command.ERROR, body, self.actor_urn, run.lane))
+            _tell(sink, Done(run.request_id, Command.ERROR, body, slot, run.lane))
             return
         if run.deadline is not None and time.monotonic() >= run.deadline:
             body = _codec.dump_exception(CallTimeout(f"{procedure!r} was not started: its deadline had passed"))
-            _tell(sink, Done(run.request_id, Command.ERROR, body, self.actor_urn, run.lane))
+            _tell(sink, Done(run.request_id, Command.ERROR, body, slot, run.lane))
+            return
+        if inspect.iscoroutinefunction(getattr(self, procedure)):
+            self.__run_async(run, procedure, args, kwargs)
             return
         _tell_started(sink, run.request_id, run.lane)
         self.__current = run
@@ -256,7 +393,7 @@ class ProcedureActor(pykka.ThreadingActor):
             self.__exit_reason = f"procedure {procedure!r} raised {exc!r}"
         finally:
             self.__current = None
-        _tell(sink, Done(run.request_id, command, body, self.actor_urn, run.lane, fatal))
+        _tell(sink, Done(run.request_id, command, body, slot, run.lane, fatal))
         if fatal:
             logger.warning("procedure %s raised a BaseException; replacing its actor", procedure)
             self.stop()
@@ -293,6 +430,7 @@ class ProcedureActor(pykka.ThreadingActor):
                 others.append(envelope)
         for envelope in others:
             self.actor_inbox.put(envelope)
+        self.__stop_loop()
         super()._actor_loop_teardown()
         sink = self.__sink
         if sink is not None:

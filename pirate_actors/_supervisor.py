@@ -18,7 +18,7 @@ from typing import Any, Callable
 import pykka
 from pykka import ActorRef
 
-from ._procedures import Run, spawning
+from ._procedures import CancelSlot, Run, spawning
 
 __all__ = ["Pool"]
 
@@ -37,6 +37,7 @@ class Pool:
         clock: Callable[[], float] = time.monotonic,
         max_restarts: int = 10,
         restart_window: float = 10.0,
+        slots: int = 1,
     ):
         self.max_restarts = max_restarts
         self.restart_window = restart_window
@@ -48,6 +49,9 @@ class Pool:
         self._sink = sink
         self._on_actor = on_actor
         self.size = size
+        self.slots = slots
+        """Calls each actor runs at once (``max_concurrency`` of an async actor class): the
+        engine sees each actor as that many slots, ``urn/0`` … (just ``urn`` when 1)."""
         self._actors: dict[str, ActorRef[Any]] = {}
         self._retired: dict[str, ActorRef[Any]] = {}
         self.replacements = 0
@@ -65,24 +69,44 @@ class Pool:
     def live_actors(self) -> int:
         return len(self._actors)
 
+    def slots_of(self, urn: str) -> list[str]:
+        """The engine's names for actor ``urn``'s slots."""
+        return [urn] if self.slots == 1 else [f"{urn}/{n}" for n in range(self.slots)]
+
+    def urn_of(self, slot: str) -> str:
+        return slot if self.slots == 1 else slot.rpartition("/")[0]
+
     # -- what the socket actor tells it
 
-    def tell(self, urn: str, run: Run) -> bool:
-        """Hand ``run`` to actor ``urn``; False if the actor is dead."""
+    def tell(self, slot: str, run: Run) -> bool:
+        """Hand ``run`` to the actor of ``slot``; False if the actor is dead."""
+        run.slot = slot
         try:
-            self._actors[urn].tell(run)
+            self._actors[self.urn_of(slot)].tell(run)
         except (pykka.ActorDeadError, KeyError):
             return False
         return True
 
-    def served(self, urn: str) -> None:
-        """Actor ``urn`` answered a call: it started fine."""
+    def served(self, slot: str) -> None:
+        """The actor of ``slot`` answered a call: it started fine."""
+        urn = self.urn_of(slot)
         if urn not in self._served:
             self._served.add(urn)
             self._failed_starts = 0
 
-    def retire(self, urn: str) -> None:
-        """Stop ``urn`` once its running call returns, and start its replacement now."""
+    def retire(self, slot: str) -> None:
+        """The call on ``slot`` was cancelled. A thread actor is stopped once that call
+        returns, and its replacement starts now; an async actor cancels the call's task, and
+        the slot takes calls again once the coroutine has returned."""
+        if self.slots > 1:
+            ref = self._actors.get(self.urn_of(slot))
+            if ref is not None:
+                try:
+                    ref.tell(CancelSlot(slot))
+                except pykka.ActorDeadError:
+                    pass
+            return
+        urn = slot
         ref = self._actors.pop(urn, None)
         if ref is None:
             return
@@ -155,7 +179,8 @@ class Pool:
         finally:
             spawning.sink = None
         self._actors[ref.actor_urn] = ref
-        self._on_actor(ref.actor_urn)
+        for slot in self.slots_of(ref.actor_urn):
+            self._on_actor(slot)
 
     # -- shutdown
 

@@ -41,6 +41,7 @@ from ._procedures import (
     idempotent_of,
     make_emit,
     procedures_of,
+    slots_of,
 )
 from ._security import Curve, KeyArg, check_endpoint, resolve_key
 from ._supervisor import Pool
@@ -174,7 +175,8 @@ class _SocketActor(pykka.ThreadingActor):
                       idempotent=tuple(sorted(idempotent_of(config.actor_class))),
                       id=config.identity.decode())
         self._sockets_made = itertools.count(1)
-        self.lanes = Lanes(config.capacity, config.event_buffer)
+        slots = slots_of(config.actor_class)
+        self.lanes = Lanes(config.capacity, config.event_buffer, reusable=slots > 1)
         now = time.monotonic()
         self.lane_list = [
             _Lane(endpoint, WorkerEngine(
@@ -187,7 +189,7 @@ class _SocketActor(pykka.ThreadingActor):
         self.engines = [lane.engine for lane in self.lane_list]
         self.pool = Pool(self._start_procedure_actor, config.pool_size, self.actor_ref,
                          self.lanes.actor_ready, max_restarts=config.max_restarts,
-                         restart_window=config.restart_window)
+                         restart_window=config.restart_window, slots=slots)
         self.loop = SocketLoop(self.inbox.mailbox, self)
         self._stopping = False
 
@@ -296,7 +298,8 @@ class _SocketActor(pykka.ThreadingActor):
         elif self._answer(message):
             pass
         elif isinstance(message, Exited):
-            self.lanes.actor_exited(message.actor_urn, message.unrun)
+            for slot in self.pool.slots_of(message.actor_urn):
+                self.lanes.actor_exited(slot, message.unrun)
             self.pool.exited(message.actor_urn, message.reason)
             self._check_crash()
         elif isinstance(message, _BeginStop):
@@ -389,7 +392,7 @@ class _SocketActor(pykka.ThreadingActor):
             if not pool.tell(call.actor, call.run):
                 dead = call.actor
                 engine.tell_failed(calls[index:], dead)
-                pool.exited(dead, "a procedure actor was found dead")
+                pool.exited(pool.urn_of(dead), "a procedure actor was found dead")
                 self._check_crash()
                 return
             engine.told(call, now)
@@ -529,7 +532,8 @@ class Worker:
             raise TypeError(f"actor_class must be a ProcedureActor subclass, not {actor_class!r}")
         if pool_size < 1:
             raise ValueError("pool_size must be at least 1")
-        prefetch = pool_size if prefetch is None else prefetch
+        slots = pool_size * slots_of(actor_class)  # calls the pool runs at once
+        prefetch = slots if prefetch is None else prefetch
         if prefetch < 0:
             raise ValueError("prefetch must be 0 or more")
         check_settings(heartbeat, liveness)
@@ -553,7 +557,7 @@ class Worker:
         self._context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self._config = _Config(
             actor_class=actor_class, connect=endpoints, pool_size=pool_size,
-            capacity=pool_size + prefetch, key=keys, heartbeat=float(heartbeat), liveness=int(liveness),
+            capacity=slots + prefetch, key=keys, heartbeat=float(heartbeat), liveness=int(liveness),
             name=self.name, actor_args=tuple(actor_args), actor_kwargs=dict(actor_kwargs or {}),
             max_message_size=int(max_message_size), identity=self.id.encode(), context=self._context,
             result_ttl=float(result_ttl), result_cache_size=int(result_cache_size),
@@ -565,7 +569,7 @@ class Worker:
 
     @property
     def capacity(self) -> int:
-        """Calls this worker holds at once: ``pool_size + prefetch``."""
+        """Calls this worker holds at once: ``pool_size × max_concurrency + prefetch``."""
         return self._config.capacity
 
     def start(self) -> Worker:

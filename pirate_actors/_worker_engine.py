@@ -386,7 +386,8 @@ class WorkerEngine:
                 self.orphans[call.session, call.request_id] = call
                 if call.actor not in self.retired:
                     self.retired[call.actor] = call
-                    self.to_retire.append(call.actor)
+                    if not self.lanes.reusable:  # (retiring an async slot would cancel it)
+                        self.to_retire.append(call.actor)
             else:
                 self.cancel(call.request_id)
         self._unannounced.clear()
@@ -462,6 +463,9 @@ class WorkerEngine:
                 key = (retired.session, request_id)
                 self.orphans.pop(key, None)
                 self._remember(key, command, body)
+            if retired is not None and self.lanes.reusable and not fatal and not self.closing:
+                self.lanes.idle.append(actor)  # the async slot is free again
+                self.lanes.dispatch()
             return False
         del self.calls[request_id]
         if call.retryable:
@@ -472,8 +476,8 @@ class WorkerEngine:
         elif call.state is CallState.RUNNING:
             del self._awaiting_start[request_id]
         self._queue(command, Entry(request_id, flags, body))
-        if retired is None and not fatal and not self.closing:
-            # (an adopted orphan's actor is retiring; a fatal one stops: its Exited follows)
+        if (retired is None or self.lanes.reusable) and not fatal and not self.closing:
+            # (an adopted orphan's thread actor is retiring; a fatal one stops: Exited follows)
             self.lanes.idle.append(actor)
             self.lanes.dispatch()
         if self._stop_deadline is not None:
@@ -715,8 +719,12 @@ class Lanes:
     turn (round robin), one call at a time.
     """
 
-    def __init__(self, capacity: int, event_buffer: int = 1000) -> None:
+    def __init__(self, capacity: int, event_buffer: int = 1000, reusable: bool = False) -> None:
         self.capacity = capacity
+        self.reusable = reusable
+        """The actors are async: a slot whose call was cancelled (its task cancelled) or left
+        running for a client that went away takes calls again once that call returns, instead
+        of being retired and replaced."""
         self.idle: collections.deque[str] = collections.deque()
         self.engines: list[WorkerEngine] = []
         self._turn = 0
