@@ -5,6 +5,7 @@ Only ever called on bodies whose message already passed the signature check.
 
 from __future__ import annotations
 
+import importlib
 import pickle
 import traceback
 from typing import Any
@@ -64,10 +65,14 @@ def loads(data: bytes) -> Any:
     return pickle.loads(data)
 
 
-def dump_error(kind: str, type_name: str, message: str, tb: str = "", exc: bytes | None = None) -> bytes:
+def dump_error(
+    kind: str, type_name: str, message: str, tb: str = "", exc: bytes | None = None,
+    state: bytes | None = None,
+) -> bytes:
     """An ERROR entry body. ``exc`` is the pickled exception, kept apart so a reply whose
-    exception will not unpickle still arrives (as :class:`RemoteError`)."""
-    return pickle.dumps((kind, type_name, message, tb, exc), protocol=PROTOCOL)
+    exception will not unpickle still arrives; ``state`` is its ``args`` and ``__dict__``,
+    for rebuilding a class whose ``__init__`` takes other arguments than its ``args``."""
+    return pickle.dumps((kind, type_name, message, tb, exc, state), protocol=PROTOCOL)
 
 
 def dump_exception(exc: BaseException, max_size: int = 2**62) -> bytes:
@@ -77,17 +82,22 @@ def dump_exception(exc: BaseException, max_size: int = 2**62) -> bytes:
     RemoteError), then its message and traceback are cut."""
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     pickled: bytes | None = None
+    state: bytes | None = None
     if isinstance(exc, Exception):
         try:
             pickled = dumps(exc)
         except Exception:  # noqa: BLE001 - anything unpicklable arrives as RemoteError
             pickled = None
+        try:
+            state = dumps((exc.args, dict(getattr(exc, "__dict__", {}))))
+        except Exception:  # noqa: BLE001
+            state = None
     name = _qualname(type(exc))
     try:
         message = str(exc)
     except Exception:  # noqa: BLE001
         message = f"<unprintable {name}>"
-    body = dump_error(ErrorKind.RAISED, name, message, tb, pickled)
+    body = dump_error(ErrorKind.RAISED, name, message, tb, pickled, state)
     if len(body) > max_size:
         keep = max(0, max_size // 4 - 256)
         body = dump_error(ErrorKind.RAISED, name, message[:keep], tb[-keep:] if keep else "", None)
@@ -102,9 +112,10 @@ def _qualname(cls: type) -> str:
 def load_error(data: bytes) -> tuple[str, BaseException]:
     """The kind of an ERROR body and the exception to raise for it on the client."""
     try:
-        kind, type_name, message, tb, pickled = pickle.loads(data)
+        kind, type_name, message, tb, pickled, *rest = pickle.loads(data)
     except Exception as exc:  # noqa: BLE001
         return ErrorKind.PROTOCOL, ProtocolError(f"undecodable ERROR body: {exc!r}")
+    state = rest[0] if rest else None
     if kind == ErrorKind.UNKNOWN:
         return kind, UnknownProcedure(type_name, message, tb)
     if kind == ErrorKind.PROTOCOL:
@@ -116,7 +127,31 @@ def load_error(data: bytes) -> tuple[str, BaseException]:
             rebuilt = pickle.loads(pickled)
         except Exception:  # noqa: BLE001 - will not rebuild here: fall back to RemoteError
             rebuilt = None
+        if rebuilt is None and state is not None:
+            rebuilt = _rebuild(type_name, state)
         if isinstance(rebuilt, Exception):
             rebuilt.__cause__ = RemoteTraceback(tb)
             return kind, rebuilt
-    return kind, RemoteError(type_name, message, tb)
+    error = RemoteError(type_name, message, tb)
+    if tb:
+        error.__cause__ = RemoteTraceback(tb)
+    return kind, error
+
+
+def _rebuild(type_name: str, state: bytes) -> Exception | None:
+    """The remote exception, made without its ``__init__`` (which may want other arguments
+    than the ``args`` it kept) when its class can be imported here; None otherwise."""
+    module_name, _, qualname = type_name.rpartition(".")
+    try:
+        args, attributes = pickle.loads(state)
+        found: Any = importlib.import_module(module_name or "builtins")
+        for part in qualname.split("."):
+            found = getattr(found, part)
+        if not (isinstance(found, type) and issubclass(found, Exception)):
+            return None
+        rebuilt: Exception = BaseException.__new__(found)
+        rebuilt.args = tuple(args)
+        rebuilt.__dict__.update(attributes)
+    except Exception:  # noqa: BLE001 - not importable or not rebuildable here: RemoteError
+        return None
+    return rebuilt

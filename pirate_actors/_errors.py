@@ -65,7 +65,10 @@ class RemoteError(PirateError):
 
 
 class UnknownProcedure(RemoteError):
-    """The worker has no procedure of that name."""
+    """The worker has no procedure of that name (the message lists the ones it serves)."""
+
+    def __str__(self) -> str:
+        return self.message or self.type_name
 
 
 class RemoteTraceback(Exception):

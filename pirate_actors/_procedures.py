@@ -362,9 +362,10 @@ class ProcedureActor(pykka.ThreadingActor):
             _tell(sink, Done(run.request_id, Command.ERROR, body, slot, run.lane))
             return
         if not isinstance(procedure, str) or procedure not in procedures_of(type(self)):
+            served = ", ".join(sorted(procedures_of(type(self)))) or "nothing"
             body = _codec.dump_error(
                 ErrorKind.UNKNOWN, "UnknownProcedure",
-                f"no procedure {procedure!r} on {type(self).__name__}",
+                f"no procedure {procedure!r} on {type(self).__name__}; it serves: {served}",
             )
             _tell(sink, Done(run.request_id, Command.ERROR, body, slot, run.lane))
             return
