@@ -205,6 +205,20 @@ def test_signing_with_a_new_key_before_every_worker_accepts_it_keeps_those_worke
 
 
 @pytest.mark.timeout(30)
+def test_a_caller_with_another_key_says_in_its_error_what_it_dropped_and_why(
+    processes: Processes, endpoint: str, tmp_path: Path
+) -> None:
+    (tmp_path / "worker.key").write_bytes(b"0123456789abcdef-the-workers-key")
+    (tmp_path / "caller.key").write_bytes(b"0123456789abcdef-another-key")
+    processes.worker(endpoint, "--key-file", str(tmp_path / "worker.key"))
+    result = run_call(endpoint, "ping", "--key-file", str(tmp_path / "caller.key"), "--wait", "1.5")
+    assert result.returncode == 3, described(result)
+    error = result.stderr.splitlines()[-1]
+    assert error.startswith("pirate-call: error: NoWorkerError: "), described(result)
+    assert "dropped" in error and "127.0.0.1" in error and "key" in error, described(result)
+
+
+@pytest.mark.timeout(30)
 def test_a_short_key_among_several_is_a_usage_error_naming_its_file(
     endpoint: str, tmp_path: Path
 ) -> None:
