@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the pirate_actors image and run the compose demo end to end: one client
-# container and DEMO_WORKERS (default 3) worker containers. Exits 0 only when the
-# client container reports that every call behaved as expected.
+# container and DEMO_WORKERS (default 3) worker containers, talking over CURVE with
+# certificates made for this run. Exits 0 only when the client container reports that
+# every call behaved as expected.
 #
 #   demos/docker_demo.sh
 #
@@ -16,7 +17,8 @@
 #   BASE_IMAGE          base image for the build (default: the official python:3.11-slim,
 #                       or a local debootstrap image when no registry is reachable)
 #   PIRATE_ACTORS_IMAGE image tag to build and run (default pirate-actors:latest)
-#   PIRATE_ACTORS_KEY   the shared key (default: a fresh random key for this run)
+#   PIRATE_ACTORS_KEY   a shared key to sign messages with HMAC on top of CURVE
+#                       (default: none; CURVE alone encrypts and authenticates)
 #   CA_BUNDLE           CA bundle handed to pip during the build (default: the system's)
 #   DEBIAN_MIRROR       mirror for debootstrap (default http://deb.debian.org/debian)
 #   PODMAN_COMPOSE      podman-compose command to use (default: found or installed)
@@ -39,9 +41,15 @@ die() { log "FAIL: $*"; exit 1; }
 
 tmpdir=$(mktemp -d)
 rootfs=
+certs=
 cleanup() {
     if [ -n "${compose_ready:-}" ]; then
         "${compose[@]}" down >/dev/null 2>&1 || true
+    fi
+    if [ -n "$certs" ] && ! rm -rf "$certs" 2>/dev/null; then
+        # Made by the image's user: a host user other than root may not remove them itself.
+        "$ENGINE" run --rm --network none --user 0 -v "$certs:/certs" "$IMAGE" \
+            rm -rf /certs/client /certs/worker >/dev/null 2>&1 || true
     fi
     rm -rf "$tmpdir" ${rootfs:+"$rootfs"}
 }
@@ -195,15 +203,34 @@ timeout 900 "${build[@]}" . >"$tmpdir/build.log" 2>&1 || { tail -40 "$tmpdir/bui
 [ "$("$ENGINE" run --rm --network none "$IMAGE" id -u)" != 0 ] || die "the image runs as root"
 log "built $IMAGE ($("$ENGINE" image inspect --format '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1 / 1e6}'))"
 
-# --- run ------------------------------------------------------------------------------
-if [ -z "${PIRATE_ACTORS_KEY:-}" ]; then
-    PIRATE_ACTORS_KEY=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+# --- CURVE certificates ---------------------------------------------------------------
+# Made for this run, by pirate-keygen inside the image (the host may have no pyzmq), as
+# the image's user, so that the containers can read their secret certificates (mode
+# 0600); never part of the image, they reach the containers as read-only volumes.
+# The folder is writable for that user only while the certificates are made; $tmpdir
+# (mode 0700) keeps everyone else out of it.
+certs="$tmpdir/certs"
+mkdir -m 0777 "$certs"
+log "making CURVE certificates for this run"
+"$ENGINE" run --rm --network none -v "$certs:/certs" "$IMAGE" bash -ec '
+    pirate-keygen /certs/client client >/dev/null
+    pirate-keygen /certs/worker worker >/dev/null
+    mkdir -m 0700 /certs/client/authorized
+    cp /certs/worker/worker.key /certs/client/authorized/
+    cp /certs/client/client.key /certs/worker/
+' || die "could not make the CURVE certificates"
+chmod 0700 "$certs"
+if [ -n "${PIRATE_ACTORS_KEY:-}" ]; then
+    log "PIRATE_ACTORS_KEY is set: messages are signed with HMAC as well"
 fi
-export PIRATE_ACTORS_KEY PIRATE_ACTORS_IMAGE=$IMAGE DEMO_MIN_WORKERS=$WORKERS BASE_IMAGE=$base
+
+# --- run ------------------------------------------------------------------------------
+export PIRATE_ACTORS_KEY=${PIRATE_ACTORS_KEY:-} PIRATE_ACTORS_CERTS=$certs
+export PIRATE_ACTORS_IMAGE=$IMAGE DEMO_MIN_WORKERS=$WORKERS BASE_IMAGE=$base
 compose_ready=1
 "${compose[@]}" down >/dev/null 2>&1 || true
 
-log "running the demo: 1 client, $WORKERS workers"
+log "running the demo: 1 client, $WORKERS workers, over CURVE"
 set +e
 timeout 600 "${compose[@]}" up --no-build --scale "worker=$WORKERS" \
     --abort-on-container-exit --exit-code-from client 2>&1 | tee "$tmpdir/demo.log"
@@ -215,4 +242,4 @@ compose_ready=
 [ "$rc" -eq 0 ] || die "the client exited with $rc"
 grep -q '== demo passed' "$tmpdir/demo.log" || die "the client never reported success"
 sed 's/\x1b\[[0-9;]*m//g' "$tmpdir/demo.log" | grep -E 'calls served by [0-9]+ of [0-9]+ registered' | tail -1 >&2
-log "PASS: image built and compose demo passed with $WORKERS workers"
+log "PASS: image built and compose demo passed with $WORKERS workers over CURVE"
