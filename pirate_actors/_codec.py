@@ -112,10 +112,13 @@ def _qualname(cls: type) -> str:
 def load_error(data: bytes) -> tuple[str, BaseException]:
     """The kind of an ERROR body and the exception to raise for it on the client."""
     try:
-        kind, type_name, message, tb, pickled, *rest = pickle.loads(data)
+        fields = pickle.loads(data)
+        if not isinstance(fields, tuple) or len(fields) not in (5, 6):
+            raise ValueError(f"not a tuple of 5 or 6 fields: {type(fields).__name__}")
+        kind, type_name, message, tb, pickled = fields[:5]
     except Exception as exc:  # noqa: BLE001
         return ErrorKind.PROTOCOL, ProtocolError(f"undecodable ERROR body: {exc!r}")
-    state = rest[0] if rest else None
+    state = fields[5] if len(fields) == 6 else None
     if kind == ErrorKind.UNKNOWN:
         return kind, UnknownProcedure(type_name, message, tb)
     if kind == ErrorKind.PROTOCOL:

@@ -75,9 +75,15 @@ def test_a_reply_body_round_trips_any_picklable_value() -> None:
         assert _codec.loads(_codec.dumps(value)) == value
 
 
-def test_an_error_body_is_a_pickled_tuple_of_kind_type_name_message_traceback_and_exception() -> None:
+def test_an_error_body_is_a_pickled_tuple_of_kind_type_name_message_traceback_exception_and_state() -> None:
     body = _codec.dump_error(ErrorKind.NOT_RUN, "NotRun", "not run", "tb", None)
-    assert pickle.loads(body) == ("not_run", "NotRun", "not run", "tb", None)
+    assert pickle.loads(body) == ("not_run", "NotRun", "not run", "tb", None, None)
+
+
+def test_an_error_body_of_five_fields_from_an_older_worker_still_loads() -> None:
+    body = pickle.dumps(("raised", "ValueError", "bad", "tb", pickle.dumps(ValueError("bad"))))
+    kind, rebuilt = _codec.load_error(body)
+    assert kind == ErrorKind.RAISED and type(rebuilt) is ValueError
 
 
 def test_the_error_kinds_are_raised_unknown_not_run_and_protocol() -> None:
@@ -87,10 +93,11 @@ def test_the_error_kinds_are_raised_unknown_not_run_and_protocol() -> None:
 
 
 def test_dump_exception_keeps_the_pickled_exception_apart_from_its_description() -> None:
-    kind, type_name, message, tb, pickled = pickle.loads(_codec.dump_exception(raised(ValueError("bad"))))
+    kind, type_name, message, tb, pickled, state = pickle.loads(_codec.dump_exception(raised(ValueError("bad"))))
     assert (kind, type_name, message) == ("raised", "ValueError", "bad")
     assert "procedure_that_fails" in tb and "ValueError: bad" in tb
     assert isinstance(pickle.loads(pickled), ValueError)
+    assert pickle.loads(state) == (("bad",), {})  # args and __dict__, for rebuilding without __init__
 
 
 def test_a_type_name_outside_builtins_carries_its_module() -> None:
@@ -136,14 +143,24 @@ def test_an_exception_class_defined_inside_a_function_travels_by_value() -> None
     assert isinstance(rebuilt.__cause__, RemoteTraceback)
 
 
-def test_an_exception_that_will_not_unpickle_arrives_as_remote_error() -> None:
+def test_an_exception_whose_init_will_not_take_its_args_is_rebuilt_without_calling_init() -> None:
     kind, rebuilt = rebuild(WontUnpickle("a", "b"))
     assert kind == ErrorKind.RAISED
+    assert type(rebuilt) is WontUnpickle and rebuilt.args == ("a/b",) and str(rebuilt) == "a/b"
+    assert isinstance(rebuilt.__cause__, RemoteTraceback)
+    assert "procedure_that_fails" in str(rebuilt.__cause__)
+
+
+def test_an_exception_that_will_not_unpickle_nor_import_arrives_as_remote_error() -> None:
+    [frame] = [_codec.dump_exception(raised(WontUnpickle("a", "b")))]
+    fields = list(pickle.loads(frame))
+    fields[1] = "nowhere_module_xyz.WontUnpickle"  # its class cannot be imported here
+    kind, rebuilt = _codec.load_error(pickle.dumps(tuple(fields)))
     assert type(rebuilt) is RemoteError
-    assert rebuilt.type_name == f"{__name__}.WontUnpickle"
-    assert rebuilt.message == "a/b"
+    assert rebuilt.type_name == "nowhere_module_xyz.WontUnpickle" and rebuilt.message == "a/b"
     assert "procedure_that_fails" in rebuilt.remote_traceback
-    assert str(rebuilt) == f"{__name__}.WontUnpickle: a/b"
+    assert str(rebuilt) == "nowhere_module_xyz.WontUnpickle: a/b"
+    assert isinstance(rebuilt.__cause__, RemoteTraceback)
 
 
 def test_an_exception_that_will_not_pickle_arrives_as_remote_error() -> None:
