@@ -387,8 +387,9 @@ class Client:
         return result
 
     def stats(self) -> dict[str, int]:
-        """Counters of the client loop: messages received and sent, those dropped as
-        malformed, unauthenticated or replayed, and workers refused by CURVE."""
+        """Counters of the client loop (``docs/operations.md``): messages received and sent,
+        those dropped by cause, workers refused by CURVE, calls submitted and how they ended,
+        calls queued and in flight now, retries and events."""
         authorized = self._authorized
 
         def ask(engine: ClientEngine) -> dict[str, int]:
@@ -401,6 +402,9 @@ class Client:
                 "queued": engine.queued, "in_flight": engine.in_flight,
                 "retried": engine.retried,
                 "events_received": engine.events_received,
+                "submitted": engine.submitted,
+                **{f"calls_{outcome}": engine.outcomes[outcome] for outcome in _OUTCOMES},
+                "workers": engine.registered(),
             }
         result: dict[str, int] = self._ask(ask, {})
         return result
@@ -544,6 +548,9 @@ def _peer_address(frame: zmq.Frame) -> str:
 def _text(peer: bytes) -> str:
     return peer.decode(errors="replace")
 
+
+_OUTCOMES = ("succeeded", "raised", "timed_out", "no_worker", "lost", "protocol", "cancelled", "closed")
+"""How a call can end, as counted in ``stats()["calls_..."]``."""
 
 _GRACE = 5.0
 """How much longer ``call()`` waits than its deadline before giving up on the client thread."""

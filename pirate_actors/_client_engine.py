@@ -104,6 +104,12 @@ class ClientEngine:
         self.events: list[tuple[str, tuple[EventEntry, ...]]] = []
         """Events received, by worker id, in arrival order (decoded by the driver)."""
         self.events_received = 0
+        self.submitted = 0
+        """Calls submitted, ever."""
+        self.outcomes: collections.Counter[str] = collections.Counter()
+        """How calls ended, ever: succeeded, raised (the procedure raised), timed_out, no_worker,
+        lost (their worker died or left while they ran), protocol (too large, undecodable),
+        cancelled (by their caller) and closed (the client closed first)."""
         self.explain: Callable[[], str] = _nothing
         """Adds to "no worker" errors what was dropped and why (the driver's :class:`DropLog`)."""
         self.settled: collections.deque[Outcome] = collections.deque()
@@ -127,6 +133,7 @@ class ClientEngine:
     # -- input: calls
 
     def submit(self, call: Call, now: float) -> None:
+        self.submitted += 1
         self.calls[call.request_id] = call
         call.future._attempts = call.attempts
         if call.registrations == -1 and not self.registered():
@@ -148,6 +155,12 @@ class ClientEngine:
         self.deadline = min(self.deadline, max(now, self.no_worker_since) + self.timeout)
 
     def cancel(self, request_id: int) -> None:
+        """The caller cancelled a call: forget it (counted as cancelled)."""
+        if request_id in self.calls:
+            self.outcomes["cancelled"] += 1
+            self._drop(request_id)
+
+    def _drop(self, request_id: int) -> None:
         """Forget a call: taken out of its queue, or its worker is told to drop it."""
         call = self.calls.pop(request_id, None)
         if call is None:
@@ -206,7 +219,7 @@ class ClientEngine:
                 call.registrations == -1 or call.registrations != self.registrations
                 or self.registered() > 0
             )
-            self.cancel(request_id)
+            self._drop(request_id)
             wait = deadline - call.submitted
             if saw_worker:
                 error: Exception = CallTimeout(
@@ -214,7 +227,7 @@ class ClientEngine:
             else:
                 error = NoWorkerError(
                     f"no worker registered within {wait:g} s to take {call.procedure!r}{self.explain()}")
-            self.settled.append((call.future, None, error))
+            self._settle(call, None, error)
 
     def _next_deadline(self) -> float:
         deadline = self.session.next_deadline()
@@ -462,6 +475,11 @@ class ClientEngine:
         """The call is over: forget it; its future is settled by the driver."""
         del self.calls[call.request_id]
         self._release(call)
+        self._settle(call, result, exception)
+
+    def _settle(self, call: Call, result: Any, exception: BaseException | None) -> None:
+        """Hand the outcome to the driver, and count it by how it ended."""
+        self.outcomes[_outcome(exception)] += 1
         self.settled.append((call.future, result, exception))
 
     def _expire_queued(self, now: float) -> None:
@@ -492,3 +510,20 @@ class ClientEngine:
 
 def _nothing() -> str:
     return ""
+
+
+def _outcome(exception: BaseException | None) -> str:
+    """The ``outcomes`` counter a call's end goes to."""
+    if exception is None:
+        return "succeeded"
+    if isinstance(exception, CallTimeout):
+        return "timed_out"
+    if isinstance(exception, NoWorkerError):
+        return "no_worker"
+    if isinstance(exception, WorkerLost):
+        return "lost"
+    if isinstance(exception, ProtocolError):
+        return "protocol"
+    if type(exception) is PirateError:
+        return "closed"
+    return "raised"

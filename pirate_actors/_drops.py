@@ -78,5 +78,5 @@ class DropLog:
         others = len(self._sources) - 1
         if others:
             where += f" and {others} other address{'es' if others > 1 else ''}"
-        return (f"; {total} message{'s' if total != 1 else ''} {where} were dropped "
-                f"({source.reason}): {hint_for(kind)}")
+        counted = f"{total} messages {where} were" if total != 1 else f"1 message {where} was"
+        return f"; {counted} dropped ({source.reason}): {hint_for(kind)}"

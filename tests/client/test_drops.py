@@ -39,6 +39,9 @@ def test_the_explanation_names_the_count_the_address_the_reason_and_what_to_chec
     text = drops.explain()
     assert "13 messages from 192.0.2.7 and 1 other address were dropped" in text
     assert "another key" in text and "same key" in text
+    one = DropLog(log, "the client")
+    one.dropped("192.0.2.9", "replayed", "sent before", 1.0)
+    assert "1 message from 192.0.2.9 was dropped (sent before)" in one.explain()
 
 
 def test_it_remembers_a_bounded_number_of_addresses() -> None:

@@ -232,6 +232,11 @@ class ClientNode:
         if engine.settled:
             busy = True
             settle(engine.settled)  # the client thread's own settling
+        # The counters are derived, never stored twice: every call submitted is unfinished or
+        # has ended exactly one way.
+        assert engine.submitted == sum(engine.outcomes.values()) + len(engine.calls), (
+            f"{engine.submitted} submitted, but {dict(engine.outcomes)} ended and {len(engine.calls)} open")
+        assert all(count >= 0 for count in engine.outcomes.values())
         return busy
 
     def _deliver_partials(self) -> bool:
