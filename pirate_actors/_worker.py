@@ -48,6 +48,7 @@ from ._supervisor import Pool
 from ._worker_engine import CallState, Lanes, WorkerEngine
 from .protocol import (
     DEFAULT_MAX_MESSAGE_SIZE,
+    Command,
     EventEntry,
     FrameCodec,
     Ready,
@@ -328,6 +329,11 @@ class _SocketActor(pykka.ThreadingActor):
             "in_flight": sum(e.running for e in engines),
             "duplicates": sum(e.duplicates for e in engines),
             "outcomes_kept": sum(len(e.outcomes) for e in engines),
+            "requests": sum(e.entries_received[Command.REQUEST] for e in engines),
+            "cancels": sum(e.entries_received[Command.CANCEL] for e in engines),
+            "replies": sum(e.entries_sent[Command.REPLY] for e in engines),
+            "errors": sum(e.entries_sent[Command.ERROR] for e in engines),
+            "partials": sum(e.entries_sent[Command.PARTIAL] for e in engines),
             "events_sent": sum(e.events_sent for e in engines),
             "events_dropped": self.lanes.events_dropped,
             "events_buffered": len(self.lanes.unsent_events),
@@ -643,8 +649,9 @@ class Worker:
         return self._ref is not None and not self._config.stopped.is_set()
 
     def stats(self, timeout: float = 5.0) -> dict[str, Any]:
-        """Counters of the socket loop: messages received, sent, dropped as malformed or
-        unauthenticated, live procedure actors, replacements."""
+        """Counters of the socket loop (``docs/operations.md``): messages received and sent,
+        dropped by cause, call entries in and out, calls held, queued and running now, actors,
+        replacements, duplicates and events."""
         if self._ref is None:
             raise RuntimeError("worker not started")
         result = self._ref.ask(_GetStats(), block=True, timeout=timeout)

@@ -165,6 +165,11 @@ class WorkerEngine:
         """When :meth:`tick` next has work: only ever too early, never too late."""
         self._now = 0.0  # the latest time an input brought (a batch split mid-turn is sent then)
         self._warned_unanswered = False
+        self.entries_received: collections.Counter[Command] = collections.Counter()
+        """REQUEST and CANCEL entries received, ever."""
+        self.entries_sent: collections.Counter[Command] = collections.Counter()
+        """PARTIAL, REPLY and ERROR entries sent, ever (what was batched for a client that
+        went away before it was sent is not counted)."""
 
     # -- derived counts
 
@@ -251,6 +256,7 @@ class WorkerEngine:
                 self._check_stop(now)
 
     def _calls_received(self, event: CallsReceived) -> None:
+        self.entries_received[event.command] += len(event.entries)
         if event.command is Command.REQUEST:
             for entry in event.entries:
                 self._request(entry)
@@ -617,6 +623,7 @@ class WorkerEngine:
             if entries:
                 if session.can_send(command):
                     self.out.append(session.calls(command, entries, now))
+                    self.entries_sent[command] += len(entries)
                 self._batch[command] = []
         self._batch_size = 0
 

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.timeout(30)
 def test_every_call_is_counted_once_by_how_it_ended(
     client: Client, start_worker: Callable[..., Worker], gate: Callable[..., Any],
 ) -> None:
-    start_worker()
+    worker = start_worker()
     client.wait_for_worker(timeout=10)
     for _ in range(7):
         assert client.call("ping", timeout=10) == "pong"
@@ -38,6 +38,11 @@ def test_every_call_is_counted_once_by_how_it_ended(
     wait_until(lambda: client.stats()["in_flight"] == 0, 10)
     assert client.stats()["queued"] == 0 and client.stats()["workers"] == 1
     assert min(v for v in client.stats().values()) >= 0
+    # The worker saw the same: 12 requests, 2 cancels (one by the caller, one at the deadline),
+    # 7 replies and 3 errors; the cancelled calls got no answer.
+    wait_until(lambda: worker.stats()["cancels"] == 2, 10)
+    counts = worker.stats()
+    assert (counts["requests"], counts["replies"], counts["errors"]) == (12, 7, 3)
 
 
 def test_calls_without_any_worker_count_as_no_worker() -> None:
