@@ -12,6 +12,7 @@ import os
 import queue
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -365,3 +366,32 @@ def test_a_thousand_forged_messages_are_all_counted_but_logged_far_fewer_times(
     assert 1 <= len(lines) <= 2, [r.getMessage() for r in lines]
     for forger in forgers:
         forger.close(0)
+
+
+# --------------------------------------------------------------------------- genuine reconnects
+
+
+@pytest.mark.timeout(40)
+@pytest.mark.parametrize("noticed", [True, False], ids=["worker noticed", "worker did not wait"])
+def test_with_a_key_a_worker_registers_with_a_restarted_client_within_1_5_s_of_its_bind(
+    spawn: Any, make_worker: Any, make_client: Any, tmp_path: Path, noticed: bool,
+) -> None:
+    # SPEC §13 with §5: the signed handshake (one more round trip) keeps the bound.
+    key_file = tmp_path / "key"
+    key_file.write_bytes(KEY)
+    old = spawn("tests.helpers.client_process", "tcp://127.0.0.1:*", "--heartbeat", "0.2",
+                "--key-file", str(key_file), name="old-client")
+    endpoint = old.expect("BOUND ").split()[1]
+    worker = make_worker(endpoint, key=KEY)  # default heartbeat and liveness
+    old.expect("PONG")
+    old.kill()
+    if noticed:
+        wait_until(lambda: not worker.stats()["registered"], 20, "the worker noticed its client died")
+        threading.Event().wait(1.5)  # the length of the wait is what is under test
+    began = time.monotonic()
+    client = make_client(endpoint, key=KEY)
+    client.wait_for_worker(timeout=10)
+    elapsed = time.monotonic() - began
+    assert elapsed <= 1.5, f"registered {elapsed:.2f} s after the new bind"
+    assert client.call("ping", timeout=10) == "pong"
+    assert client.stats()["replayed"] == 0 and worker.stats()["replayed"] == 0

@@ -38,10 +38,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--heartbeat", type=float, default=1.0)
     parser.add_argument("--liveness", type=int, default=3)
     parser.add_argument("--busy", type=int, default=0)
+    parser.add_argument("--key-file", help="sign with the key in this file (the test's, not the environment's)")
     options = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with Client(options.endpoint, heartbeat=options.heartbeat, liveness=options.liveness) as client:
+    key = open(options.key_file, "rb").read() if options.key_file else None
+    with Client(options.endpoint, heartbeat=options.heartbeat, liveness=options.liveness, key=key) as client:
         say(f"BOUND {client.endpoint}")
         client.wait_for_worker(timeout=60)
         say("REGISTERED")
