@@ -46,11 +46,13 @@ _TCP = re.compile(r"^tcp://(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:/\[\]]+))(?::(?P<po
 def resolve_key(key: KeyArg) -> tuple[bytes, ...] | None:
     """The keys from the argument, else from ``$PIRATE_ACTORS_KEY`` (commas separate several);
     each checked for length. None: no key."""
+    source = ""
     if key is None:
         env = os.environ.get(KEY_ENV)
         if not env:
             return None
         key = [part for part in env.split(",") if part]
+        source = f" (from the {KEY_ENV} environment variable)"
     if isinstance(key, (bytes, str)):
         keys: list[Any] = [key]
     elif isinstance(key, (list, tuple)):
@@ -66,7 +68,8 @@ def resolve_key(key: KeyArg) -> tuple[bytes, ...] | None:
         if not isinstance(one, bytes):
             raise TypeError(f"a key must be bytes or str, not {type(one).__name__}")
         if len(one) < MIN_KEY_LENGTH:
-            raise ValueError(f"a key must be at least {MIN_KEY_LENGTH} bytes, got {len(one)}")
+            raise ValueError(
+                f"a key must be at least {MIN_KEY_LENGTH} bytes, got {len(one)}{source}")
         resolved.append(one)
     return tuple(resolved)
 
