@@ -165,6 +165,7 @@ class WorkerEngine:
         """When :meth:`tick` next has work: only ever too early, never too late."""
         self._now = 0.0  # the latest time an input brought (a batch split mid-turn is sent then)
         self._warned_unanswered = False
+        self._log_registration = logging.INFO  # the first one, and the next after an odd loss
         self.entries_received: collections.Counter[Command] = collections.Counter()
         """REQUEST and CANCEL entries received, ever."""
         self.entries_sent: collections.Counter[Command] = collections.Counter()
@@ -238,15 +239,24 @@ class WorkerEngine:
                 unsent = self.lanes.unsent_events
                 while unsent:  # what was emitted while no client listened
                     self._batch_event(unsent.popleft())
-                logger.info(
+                logger.log(
+                    self._log_registration,
                     "worker %s registered with %s (client heartbeat %.3g s x %d)",
                     self.session.ready.name, self.endpoint, event.heartbeat, event.liveness,
                 )
+                self._log_registration = logging.DEBUG
             elif isinstance(event, ClientLost):
+                # A client that said goodbye (each one-shot pirate-call does) is routine: DEBUG,
+                # and so is the next registration. One that fell silent is a WARNING; any other
+                # loss (the connection dropped, a restarted client) INFO, and the next
+                # registration INFO too, so that the log shows the worker is served again.
+                closed = not event.silent and event.reason == "the client closed"
+                level = (logging.WARNING if event.silent
+                         else logging.DEBUG if closed else logging.INFO)
+                self._log_registration = logging.DEBUG if closed else logging.INFO
                 logger.log(
-                    logging.WARNING if event.silent else logging.INFO,
-                    "worker %s lost its client at %s: %s; waiting for one", self.session.ready.name,
-                    self.endpoint, event.reason,
+                    level, "worker %s lost its client at %s: %s; waiting for one",
+                    self.session.ready.name, self.endpoint, event.reason,
                 )
                 self._abandon()
                 if event.silent:
