@@ -15,11 +15,13 @@ import json
 import logging
 import os
 import queue
+import re
 import signal
 import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
@@ -38,6 +40,7 @@ from pirate_actors import (
     RemoteTraceback,
     Worker,
     WorkerCrashed,
+    WorkerInfo,
     WorkerLost,
 )
 
@@ -52,6 +55,10 @@ EXIT_WORKER_LOST = 5
 EXIT_CRASHED = 70  # EX_SOFTWARE: pirate-worker gave up (procedure actors kept dying)
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5550"
+DEFAULT_STOP_TIMEOUT = 5.0
+DEFAULT_METRICS_HOST = "127.0.0.1"
+METRICS_INSTALL = "pip install 'pirate_actors[metrics]'"
+FORCED_EXIT_PATIENCE = 2.0  # after a second signal: how long the final goodbye may take
 MIN_KEY_LENGTH = 16  # SPEC §7; checked here too so that the error can name the file
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -129,6 +136,17 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def _port(text: str) -> int:
+    """A TCP port number, 1 to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port from 1 to 65535, not {value}")
+    return value
 
 
 def _count(text: str) -> int:
@@ -297,14 +315,18 @@ def _worker_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="pirate-worker",
         description="Serve the public methods of a ProcedureActor subclass to the pirate_actors "
-        "client bound at ENDPOINT. SIGINT or SIGTERM stops it gracefully: running calls finish, "
-        "exit 0.",
+        "client bound at ENDPOINT. SIGINT or SIGTERM stops it gracefully: it takes no new calls, "
+        "hands back those it never started, gives running calls --stop-timeout seconds to finish "
+        "and then abandons the rest (their callers get WorkerLost), and exits 0. A second signal "
+        "while it stops abandons the running calls at once (exit 1).",
+        epilog=_WORKER_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "target",
         metavar="MODULE:CLASS",
-        help="the ProcedureActor subclass to serve, e.g. demos.procedures:DemoProcedures "
-        "(the current directory is importable)",
+        help="the ProcedureActor subclass to serve, e.g. pirate_actors:FunctionActor; MODULE "
+        "must be importable: installed, or a file or package in the current directory",
     )
     parser.add_argument(
         "--connect",
@@ -346,8 +368,43 @@ def _worker_parser() -> argparse.ArgumentParser:
         default=3,
         help="missed heartbeats after which the client counts this worker dead (default: 3)",
     )
+    parser.add_argument(
+        "--stop-timeout",
+        metavar="S",
+        type=_non_negative_float,
+        default=DEFAULT_STOP_TIMEOUT,
+        help="after SIGINT/SIGTERM, seconds running calls may take to finish (default: "
+        f"{DEFAULT_STOP_TIMEOUT:g}); calls still running then are abandoned: each caller gets "
+        "WorkerLost, the count is logged, and the procedure's result, if it comes, is dropped",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        metavar="PORT",
+        type=_port,
+        default=None,
+        help="serve the worker's counters for Prometheus on http://HOST:PORT/metrics "
+        "(needs pip install 'pirate_actors[metrics]')",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        metavar="HOST",
+        default=DEFAULT_METRICS_HOST,
+        help=f"the address --metrics-port listens on (default: {DEFAULT_METRICS_HOST}, this "
+        "machine only; 0.0.0.0 for every interface)",
+    )
     _add_common_options(parser, quiet_help="log warnings and errors only", client_side=False)
     return parser
+
+
+_WORKER_EXAMPLES = """\
+examples:
+  pirate-worker pirate_actors:FunctionActor          # runs anywhere: serves RemoteExecutor's run()
+  pirate-worker mymodule:MyProcedures --pool-size 8  # mymodule.py in the current directory
+  pirate-worker pirate_actors:FunctionActor --connect tcp://127.0.0.1:5551 --metrics-port 9150
+  pirate-worker demos.procedures:DemoProcedures      # the demo's class: from the repository's root
+
+  Check what is registered: pirate-call tcp://127.0.0.1:5550 --workers
+"""
 
 
 def _load_actor_class(target: str) -> type[ProcedureActor]:
@@ -360,8 +417,10 @@ def _load_actor_class(target: str) -> type[ProcedureActor]:
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # any error raised while importing the user's module is their set-up's
+        where = _where_raised(exc)
         raise UsageError(
-            f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}"
+            f"cannot import module {module_name!r}{where}: {type(exc).__name__}: "
+            f"{exc.msg if isinstance(exc, SyntaxError) and where else exc}"
         ) from None
     found: object = module
     for part in attribute.split("."):
@@ -374,15 +433,149 @@ def _load_actor_class(target: str) -> type[ProcedureActor]:
     return found
 
 
-def _stop_when_asked(asked: threading.Event, worker: Worker) -> None:
-    """Wait for a stop request, then stop the worker gracefully (runs in its own thread)."""
-    asked.wait()
-    log = logging.getLogger("pirate-worker")
-    log.info("stopping: running calls may finish, calls not started go back to the client")
+def _where_raised(exc: BaseException) -> str:
+    """`` (FILE, line N)`` of the user's code where an import failed, or "" when it failed
+    before any of it ran (e.g. no such module): a SyntaxError's own place, else the innermost
+    frame of the traceback that is neither this module nor the import machinery."""
+    if isinstance(exc, SyntaxError) and exc.filename and exc.lineno:
+        return f" ({exc.filename}, line {exc.lineno})"
+    machinery = (os.path.abspath(__file__), os.path.abspath(importlib.__file__ or ""))
+    frames = [
+        frame
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if not frame.filename.startswith("<frozen ")
+        and os.path.abspath(frame.filename) not in machinery
+    ]
+    if not frames:
+        return ""
+    return f" ({frames[-1].filename}, line {frames[-1].lineno})"
+
+
+class _Stopper:
+    """Stops a pirate-worker when signalled: the first SIGINT/SIGTERM gracefully (running calls
+    get ``timeout`` seconds, then are abandoned), a second one at once. Either way the client
+    is told last: the worker's final DISCONNECT (and an "abandoned" answer to every running
+    call) goes out before the process ends, so the client does not have to wait heartbeat ×
+    liveness to find out."""
+
+    def __init__(self, worker: Worker, timeout: float) -> None:
+        self.worker = worker
+        self.timeout = timeout
+        self.asked = threading.Event()
+        self.forced = threading.Event()
+        self.stopped = threading.Event()
+        """Set once ``worker.stop()`` returned: sockets closed, ZeroMQ's queues flushed."""
+        self.running = 0
+        """Calls running at the last look (sampled while the stop goes on)."""
+        self.log = logging.getLogger("pirate-worker")
+        self._threads = [
+            threading.Thread(target=self._stop, name="pirate-worker-stop", daemon=True),
+            threading.Thread(target=self._force, name="pirate-worker-force", daemon=True),
+        ]
+
+    def start(self) -> None:
+        """Act on signals from now on (once the worker has started: a signal that came while it
+        started is acted on now)."""
+        for thread in self._threads:
+            thread.start()
+
+    def on_signal(self, signum: int, frame: FrameType | None) -> None:
+        """First signal: graceful stop. Second: abandon running calls now. Third: just exit."""
+        # Event.set is safe here: the main thread never holds these events' locks.
+        if self.forced.is_set():
+            os._exit(EXIT_FAILED)
+        if self.asked.is_set():
+            self.forced.set()
+        self.asked.set()
+
+    def wait(self) -> None:
+        """After the worker stopped: wait for the graceful stop to finish; when forced, for the
+        exit (which ``_force`` makes)."""
+        if self.forced.is_set():
+            self._threads[1].join()
+        self._threads[0].join()
+
+    def _stop(self) -> None:
+        self.asked.wait()
+        try:
+            before = self.worker.stats(timeout=1.0)
+        except Exception:  # stopped meanwhile: nothing to report
+            before = {}
+        self.running = int(before.get("in_flight", 0))
+        queued = int(before.get("queued", 0))
+        self.log.info(
+            "stopping: %s%s", f"{self.running} running call(s) may take up to {self.timeout:g} s "
+            "to finish (--stop-timeout)" if self.running else "no call is running",
+            f"; {queued} call(s) not started go back to the client" if queued else "",
+        )
+        began = time.monotonic()
+        stopping = threading.Thread(target=self._stop_worker, name="pirate-worker-leave",
+                                    daemon=True)
+        stopping.start()
+        while True:  # watch how many calls still run, to say how many were abandoned
+            stopping.join(0.05)
+            if not stopping.is_alive():
+                break
+            try:
+                self.running = int(self.worker.stats(timeout=0.5)["in_flight"])
+            except Exception:  # the socket loop has ended: the last look stands
+                break
+        # A stop that ended before its deadline ended because no call was running any more.
+        abandoned = self.running if time.monotonic() - began >= self.timeout else 0
+        if abandoned and not self.forced.is_set():  # (if forced, _force said so)
+            self.log.warning(
+                "abandoned %d call(s) still running after the %g s stop timeout (--stop-timeout):"
+                " their callers get WorkerLost", abandoned, self.timeout,
+            )
+        stopping.join()
+
+    def _stop_worker(self) -> None:
+        try:
+            self.worker.stop(timeout=self.timeout)
+        except Exception:
+            self.log.exception("stopping the worker failed")
+        finally:
+            self.stopped.set()
+
+    def _force(self) -> None:
+        """On the second signal: end the socket actor now, which answers every running call
+        "abandoned" and sends the final DISCONNECT, give that a moment to go out, then exit 1."""
+        self.forced.wait()
+        try:
+            self.log.warning(
+                "second signal: leaving at once; %d running call(s) abandoned (their callers get "
+                "WorkerLost)", self.running,
+            )
+            # Worker.stop() cannot shorten a stop already under way, so stop its socket actor
+            # directly: its on_stop says the final goodbye.
+            ref = getattr(self.worker, "_ref", None)
+            if ref is not None:
+                try:
+                    ref.stop(block=False)
+                except Exception:
+                    pass  # already stopped
+            self.stopped.wait(FORCED_EXIT_PATIENCE)
+            logging.shutdown()
+            sys.stderr.flush()
+        finally:
+            os._exit(EXIT_FAILED)
+
+
+def _start_metrics(worker: Worker, port: int, host: str) -> None:
+    """Serve ``worker``'s Prometheus metrics; UsageError without prometheus_client or when the
+    address cannot be bound."""
     try:
-        worker.stop()
-    except Exception:
-        log.exception("stopping the worker failed")
+        from pirate_actors import _metrics
+    except ImportError as exc:
+        raise UsageError(
+            f"--metrics-port needs the prometheus_client package ({exc}): {METRICS_INSTALL}"
+        ) from None
+    try:
+        _metrics.serve_metrics(worker, port, host)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}"
+        ) from None
 
 
 def worker_main(argv: Sequence[str] | None = None) -> int:
@@ -416,43 +609,47 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
             curve_secret=curve_secret,
             curve_server=curve_server,
         )
+        if options.metrics_port is not None:
+            _start_metrics(worker, options.metrics_port, options.metrics_host)
     except (UsageError, ValueError) as exc:
         return _usage_error(parser.prog, str(exc))
 
-    stop_asked = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        """First signal: graceful stop. A second one while stopping: leave at once."""
-        if stop_asked.is_set():
-            os._exit(EXIT_FAILED)
-        stop_asked.set()  # safe here: the main thread never holds this event's lock
-
-    _install_signal_handlers(on_signal)
+    stopper = _Stopper(worker, options.stop_timeout)
+    _install_signal_handlers(stopper.on_signal)
     try:
         worker.start()
     except (OSError, zmq.ZMQError, ValueError, RuntimeError) as exc:
         where = ", ".join(options.connect or [DEFAULT_ENDPOINT])
         return _usage_error(parser.prog, f"cannot start the worker on {where}: {exc}")
+    stopper.start()
+    if options.metrics_port is not None:
+        log.info(
+            "serving metrics on http://%s:%d/metrics",
+            _url_host(options.metrics_host), options.metrics_port,
+        )
     log.info(
-        "started %s with %d procedure actors; SIGINT or SIGTERM stops it gracefully",
+        "started %s with %d procedure actors (capacity %d); SIGINT or SIGTERM stops it "
+        "gracefully",
         options.target,
         options.pool_size,
+        worker.capacity,
     )
-    stopper = threading.Thread(
-        target=_stop_when_asked, args=(stop_asked, worker), name="pirate-worker-stop", daemon=True
-    )
-    stopper.start()
     try:
         worker.join()
     except WorkerCrashed as exc:
         log.error("%s", exc)
         return EXIT_CRASHED
-    if not stop_asked.is_set():
+    if not stopper.asked.is_set():
         log.error("the worker stopped by itself")
         return EXIT_FAILED
-    stopper.join()  # let stop() finish closing the sockets before the interpreter exits
+    stopper.wait()  # let stop() finish closing the sockets before the interpreter exits
     log.info("stopped")
     return EXIT_OK
+
+
+def _url_host(host: str) -> str:
+    """``host`` as it goes into a URL (an IPv6 address in brackets)."""
+    return f"[{host}]" if ":" in host else host
 
 
 # --- pirate-call ---
@@ -466,11 +663,18 @@ def _call_parser() -> argparse.ArgumentParser:
         "(partial messages go to stderr as they arrive). Exit codes: 0 success, 1 the procedure "
         "raised (or a protocol error), 2 usage or local set-up error, 3 no worker, 4 call timeout, "
         "5 worker lost; with several calls, the code of the last failed one.",
+        epilog=_CALL_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "endpoint", metavar="ENDPOINT", help="the endpoint to bind, e.g. tcp://127.0.0.1:5550"
     )
-    parser.add_argument("procedure", metavar="PROCEDURE", help="the procedure to call, e.g. ping")
+    parser.add_argument(
+        "procedure",
+        metavar="PROCEDURE",
+        nargs="?",
+        help="the procedure to call, e.g. ping (required unless --workers)",
+    )
     parser.add_argument(
         "--args",
         metavar="ARGS",
@@ -512,12 +716,29 @@ def _call_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print results (and partials) as JSON instead of Python repr",
     )
+    parser.add_argument(
+        "--workers",
+        action="store_true",
+        help="call nothing: wait up to --wait for a worker, give others a heartbeat to register "
+        "too, and print one line per registered worker (id, name, capacity, calls in flight, "
+        "procedures), or a JSON array with --json; exit 3 if none came",
+    )
     _add_common_options(
         parser,
         quiet_help="log warnings and errors only, and hide partial messages",
         client_side=True,
     )
     return parser
+
+
+_CALL_EXAMPLES = """\
+examples (a worker of any class will do for --workers; the calls need
+`pirate-worker demos.procedures:DemoProcedures`, started in the repository):
+  pirate-call tcp://127.0.0.1:5550 --workers                 # who is registered, and their capacity
+  pirate-call tcp://127.0.0.1:5550 ping                      # 'pong'
+  pirate-call tcp://127.0.0.1:5550 compare --args '"apple", "orange"' --json   # [false, 2]
+  pirate-call tcp://127.0.0.1:5550 ping --count 1000 -q > /dev/null            # summary on stderr
+"""
 
 
 def parse_call_arguments(args_text: str, kwargs_text: str) -> tuple[list[Any], dict[str, Any]]:
@@ -721,6 +942,14 @@ def call_main(argv: Sequence[str] | None = None) -> int:
     parser = _call_parser()
     try:
         options = parser.parse_args(argv)
+        if options.workers and options.procedure is not None:
+            raise UsageError(
+                f"--workers calls nothing: drop PROCEDURE ({options.procedure!r}) (see --help)"
+            )
+        if not options.workers and options.procedure is None:
+            raise UsageError(
+                "the following arguments are required: PROCEDURE (or --workers) (see --help)"
+            )
         args, kwargs = parse_call_arguments(options.args, options.kwargs)
     except SystemExit as exc:
         return _exit_code(exc)
@@ -746,11 +975,98 @@ def call_main(argv: Sequence[str] | None = None) -> int:
     try:
         client.start()
     except (OSError, zmq.ZMQError, ValueError) as exc:  # e.g. address in use
-        return _usage_error(parser.prog, f"cannot bind {options.endpoint}: {exc}")
+        return _usage_error(parser.prog, _bind_error(options.endpoint, exc))
     try:
+        if options.workers:
+            return _list_workers(client, options)
         return _run_calls(client, options, args, kwargs)
     finally:
         client.close()
+
+
+def _bind_error(endpoint: str, exc: BaseException) -> str:
+    """Why ``endpoint`` could not be bound, said once: the library's OSError already reads
+    ``cannot bind ENDPOINT: REASON`` (its str() would add ``[Errno N]`` and repeat nothing
+    useful)."""
+    reason = exc.strerror if isinstance(exc, (OSError, zmq.ZMQError)) and exc.strerror else str(exc)
+    reason = re.sub(r" \(addr='[^']*'\)$", "", reason)  # pyzmq's; the line names it already
+    return reason if reason.startswith("cannot bind") else f"cannot bind {endpoint}: {reason}"
+
+
+def _list_workers(client: Client, options: argparse.Namespace) -> int:
+    """``pirate-call ENDPOINT --workers``: wait up to --wait for a first worker, then until no
+    new one has come for a heartbeat (others connecting at the same time register within about
+    one), and print them; exit 3 if none came."""
+    interrupted: list[int] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if not interrupted:
+            interrupted.append(signum)
+            raise _Interrupted
+
+    previous = _install_signal_handlers(on_signal)
+    try:
+        client.wait_for_worker(timeout=options.wait)
+        workers = _settled_workers(client)
+    except NoWorkerError as exc:
+        _print_error(f"NoWorkerError: {exc}")
+        return EXIT_NO_WORKER
+    except _Interrupted:
+        _print_error(f"interrupted by {signal.Signals(interrupted[0]).name} before the workers "
+                     "were listed")
+        return 128 + interrupted[0]
+    finally:
+        _restore_signal_handlers(previous)
+    if options.json:
+        text = json.dumps([
+            {"id": info.id, "name": info.name, "capacity": info.capacity,
+             "in_flight": info.in_flight, "procedures": list(info.procedures),
+             "idempotent": list(info.idempotent)}
+            for info in workers
+        ])
+    else:
+        text = _workers_table(workers)
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_OK
+
+
+def _settled_workers(client: Client) -> list[WorkerInfo]:
+    """The registered workers once no new one has registered for one heartbeat (at most five
+    heartbeats in all, so a steady trickle of workers cannot keep it waiting)."""
+    quiet_for = client.heartbeat
+    now = time.monotonic()
+    give_up = now + 5 * quiet_for
+    seen = {info.id for info in client.workers()}
+    last_new = now
+    while True:
+        now = time.monotonic()
+        if now - last_new >= quiet_for or now >= give_up:
+            break
+        time.sleep(min(0.05, quiet_for))
+        current = {info.id for info in client.workers()}
+        if current - seen:
+            last_new = time.monotonic()
+        seen |= current
+    return sorted(client.workers(), key=lambda info: (info.name, info.id))
+
+
+def _workers_table(workers: Sequence[WorkerInfo]) -> str:
+    """One line per worker under a header: columns padded to their widest entry."""
+    rows = [("ID", "NAME", "CAPACITY", "IN FLIGHT", "PROCEDURES")]
+    rows += [
+        (info.id, info.name, str(info.capacity), str(info.in_flight), " ".join(info.procedures))
+        for info in workers
+    ]
+    widths = [max(len(row[column]) for row in rows) for column in range(4)]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(width) if column < 2 else cell.rjust(width)
+                 for column, (cell, width) in enumerate(zip(row[:4], widths))]
+        lines.append("  ".join([*cells, row[4]]).rstrip())
+    return "\n".join(lines)
 
 
 def _run_calls(
@@ -793,7 +1109,14 @@ def _run_calls(
         _restore_signal_handlers(previous)
     if options.count != 1:
         print(caller.outcome.summary(), file=sys.stderr, flush=True)
-    if signalled and options.count == 1 and caller.outcome.calls == 0:
+    if signalled and thread.ident is None:  # still waiting for the first worker
+        _print_error(
+            f"interrupted by {signal.Signals(signalled[0]).name} before any worker registered "
+            f"at {options.endpoint}; no call was made"
+        )
+        if options.count == 1:
+            return 128 + signalled[0]
+    elif signalled and options.count == 1 and caller.outcome.calls == 0:
         _print_error(f"interrupted by {signal.Signals(signalled[0]).name}; the call was cancelled")
         return 128 + signalled[0]  # the one call asked for never finished: say it was interrupted
     return caller.outcome.exit_code
@@ -868,7 +1191,7 @@ def listen_main(argv: Sequence[str] | None = None) -> int:
     try:
         client.start()
     except (OSError, zmq.ZMQError, ValueError) as exc:
-        return _usage_error(parser.prog, f"cannot bind {options.endpoint}: {exc}")
+        return _usage_error(parser.prog, _bind_error(options.endpoint, exc))
     events = client.events(options.topic)  # before saying so: no event is missed after the line
     if options.wait:
         try:
