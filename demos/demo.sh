@@ -2,8 +2,9 @@
 # The seed's demo in one command: start a worker serving demos.procedures:DemoProcedures, wait until
 # it answers, run demos/run_examples.sh against it with its output visible, stop the worker.
 #
-# Then it shows events: the same worker also serves a second client, pirate-listen, at
-# LISTEN_ENDPOINT, which prints the ticks the worker emits while a call runs (demos/events.sh).
+# It also lists the registered worker (pirate-call --workers). Then it shows events: the same
+# worker also serves a second client, pirate-listen, at LISTEN_ENDPOINT, which prints the ticks
+# the worker emits while a call runs (demos/events.sh).
 #
 # Usage: demos/demo.sh [ENDPOINT [LISTEN_ENDPOINT]]   (default: tcp://127.0.0.1:5550 and the next
 #        port up; run from anywhere)
@@ -53,6 +54,10 @@ if ! pirate-call "$endpoint" ping --wait 10 -q >/dev/null; then
     echo "demo.sh: the worker did not answer a ping on $endpoint" >&2
     exit 2
 fi
+
+# Who is registered, with what capacity: pool size 4 x max_concurrency 1 + prefetch 4 = 8.
+printf '\n$ pirate-call %s --workers\n' "$endpoint"
+pirate-call "$endpoint" --workers --wait 10 || exit 2
 
 code=0
 demos/run_examples.sh "$endpoint" || code=$?
