@@ -19,6 +19,7 @@ import re
 import signal
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 import traceback
@@ -58,6 +59,7 @@ DEFAULT_ENDPOINT = "tcp://127.0.0.1:5550"
 DEFAULT_STOP_TIMEOUT = 5.0
 DEFAULT_METRICS_HOST = "127.0.0.1"
 METRICS_INSTALL = "pip install 'pirate_actors[metrics]'"
+_HELP_WIDTH = 79  # descriptions are wrapped here: their parsers keep the examples' lines as written
 FORCED_EXIT_PATIENCE = 2.0  # after a second signal: how long the final goodbye may take
 MIN_KEY_LENGTH = 16  # SPEC §7; checked here too so that the error can name the file
 
@@ -314,11 +316,13 @@ def _worker_parser() -> argparse.ArgumentParser:
     """The options of pirate-worker (SPEC §8)."""
     parser = _Parser(
         prog="pirate-worker",
-        description="Serve the public methods of a ProcedureActor subclass to the pirate_actors "
-        "client bound at ENDPOINT. SIGINT or SIGTERM stops it gracefully: it takes no new calls, "
-        "hands back those it never started, gives running calls --stop-timeout seconds to finish "
-        "and then abandons the rest (their callers get WorkerLost), and exits 0. A second signal "
-        "while it stops abandons the running calls at once (exit 1).",
+        description=textwrap.fill(
+            "Serve the public methods of a ProcedureActor subclass to the pirate_actors client "
+            "bound at ENDPOINT. SIGINT or SIGTERM stops it gracefully: it takes no new calls, "
+            "hands back those it never started, gives running calls --stop-timeout seconds to "
+            "finish and then abandons the rest (the client counts them lost: their callers get "
+            "WorkerLost), and exits 0. A second signal while it stops abandons the running "
+            "calls at once (exit 1).", _HELP_WIDTH),
         epilog=_WORKER_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -374,8 +378,9 @@ def _worker_parser() -> argparse.ArgumentParser:
         type=_non_negative_float,
         default=DEFAULT_STOP_TIMEOUT,
         help="after SIGINT/SIGTERM, seconds running calls may take to finish (default: "
-        f"{DEFAULT_STOP_TIMEOUT:g}); calls still running then are abandoned: each caller gets "
-        "WorkerLost, the count is logged, and the procedure's result, if it comes, is dropped",
+        f"{DEFAULT_STOP_TIMEOUT:g}); calls still running then are abandoned: the client treats "
+        "them as lost (the caller gets WorkerLost, unless the call is retryable and goes to "
+        "another worker), the count is logged, and a result that comes later is dropped",
     )
     parser.add_argument(
         "--metrics-port",
@@ -525,7 +530,7 @@ class _Stopper:
         if abandoned and not self.forced.is_set():  # (if forced, _force said so)
             self.log.warning(
                 "abandoned %d call(s) still running after the %g s stop timeout (--stop-timeout):"
-                " their callers get WorkerLost", abandoned, self.timeout,
+                " the client counts them lost", abandoned, self.timeout,
             )
         stopping.join()
 
@@ -543,8 +548,8 @@ class _Stopper:
         self.forced.wait()
         try:
             self.log.warning(
-                "second signal: leaving at once; %d running call(s) abandoned (their callers get "
-                "WorkerLost)", self.running,
+                "second signal: leaving at once; %d running call(s) abandoned (the client counts "
+                "them lost)", self.running,
             )
             # Worker.stop() cannot shorten a stop already under way, so stop its socket actor
             # directly: its on_stop says the final goodbye.
@@ -659,10 +664,12 @@ def _call_parser() -> argparse.ArgumentParser:
     """The options of pirate-call (SPEC §8)."""
     parser = _Parser(
         prog="pirate-call",
-        description="Bind ENDPOINT, wait for a worker, call PROCEDURE and print its result "
-        "(partial messages go to stderr as they arrive). Exit codes: 0 success, 1 the procedure "
-        "raised (or a protocol error), 2 usage or local set-up error, 3 no worker, 4 call timeout, "
-        "5 worker lost; with several calls, the code of the last failed one.",
+        description=textwrap.fill(
+            "Bind ENDPOINT, wait for a worker, call PROCEDURE and print its result (partial "
+            "messages go to stderr as they arrive), or with --workers list the registered "
+            "workers. Exit codes: 0 success, 1 the procedure raised (or a protocol error), 2 "
+            "usage or local set-up error, 3 no worker, 4 call timeout, 5 worker lost; with "
+            "several calls, the code of the last failed one.", _HELP_WIDTH),
         epilog=_CALL_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
