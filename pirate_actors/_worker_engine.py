@@ -250,7 +250,7 @@ class WorkerEngine:
                 # and so is the next registration. One that fell silent is a WARNING; any other
                 # loss (the connection dropped, a restarted client) INFO, and the next
                 # registration INFO too, so that the log shows the worker is served again.
-                closed = not event.silent and event.reason == "the client closed"
+                closed = event.closed
                 level = (logging.WARNING if event.silent
                          else logging.DEBUG if closed else logging.INFO)
                 self._log_registration = logging.DEBUG if closed else logging.INFO

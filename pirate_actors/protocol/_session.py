@@ -121,6 +121,8 @@ class ClientLost:
     reason: str
     silent: bool = False
     """True when it fell silent: the socket code should reconnect with a fresh socket."""
+    closed: bool = False
+    """True when the client said goodbye (DISCONNECT): a normal end, not a failure."""
 
 
 @dataclass(slots=True)
@@ -391,7 +393,7 @@ class WorkerProtocol:
                 return [ClientRegistered(message.heartbeat, message.liveness)]
             return []
         if isinstance(message, Disconnect):
-            return self._lose("the client closed")
+            return self._lose("the client closed", closed=True)
         if isinstance(message, Calls) and message.command in (Command.REQUEST, Command.CANCEL):
             return [CallsReceived(message.command, message.entries)]
         self.stats.malformed += 1
@@ -433,14 +435,14 @@ class WorkerProtocol:
         self.connection_up = False
         return self._lose("the connection to the client dropped")
 
-    def _lose(self, reason: str, silent: bool = False) -> list[Event]:
+    def _lose(self, reason: str, silent: bool = False, closed: bool = False) -> list[Event]:
         if self.state is not SessionState.REGISTERED:
             return []
         self._go("lost")
         self._new_session()
         self.ready = replace(self.ready, incarnation=self.ready.incarnation + 1)
         self._last_ready = None  # announce again at the next tick
-        return [ClientLost(reason, silent)]
+        return [ClientLost(reason, silent, closed)]
 
     # -- time
 

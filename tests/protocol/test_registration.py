@@ -191,7 +191,7 @@ def test_after_a_disconnect_from_its_client_a_worker_waits_again_with_a_bumped_i
     worker = net.add_worker(b"w1")
     net.run(2.0)
     net.close_client()
-    assert net.events(b"w1", ClientLost) == [ClientLost("the client closed")]
+    assert net.events(b"w1", ClientLost) == [ClientLost("the client closed", closed=True)]
     assert not worker.registered and worker.ready.incarnation == 1
     assert worker.next_deadline() == float("-inf")  # announce again at the next tick
 
@@ -242,7 +242,7 @@ def test_a_message_from_an_unknown_worker_gets_a_disconnect_and_that_worker_regi
     [disconnect] = net.sent(CLIENT, Command.DISCONNECT, since=worker_answer.time)
     assert disconnect.target == b"w1" and decode(disconnect.frames) == Disconnect(True)
     assert net.events(CLIENT, CallsReceived) == []  # the late answer is not delivered
-    assert net.events(b"w1", ClientLost) == [ClientLost("the client closed")]
+    assert net.events(b"w1", ClientLost) == [ClientLost("the client closed", closed=True)]
     net.run(TICK_GRANULARITY)
     assert worker.registered and worker.ready.incarnation == 1
     assert [type(e) for e in net.events(CLIENT)] == [WorkerRegistered, WorkerGone, WorkerRegistered]
@@ -299,7 +299,7 @@ def test_a_restarted_client_registers_a_stale_worker_even_without_a_connection_e
     restarted_at = net.now
     net.run_until(lambda: bool(net.events(CLIENT, WorkerRegistered, since=restarted_at)))
     assert net.now - restarted_at <= 1.0 + TICK_GRANULARITY
-    assert net.events(b"w1", ClientLost) == [ClientLost("the client closed")]
+    assert net.events(b"w1", ClientLost) == [ClientLost("the client closed", closed=True)]
     assert worker.registered and worker.ready.incarnation == 1
 
 
