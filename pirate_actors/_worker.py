@@ -61,6 +61,8 @@ __all__ = ["Worker"]
 logger = logging.getLogger("pirate_actors.worker")
 
 _FAIR_SHARE = 256  # inbox messages handled before the socket and timers get a turn
+_UNFINISHED_HANDSHAKES = 5
+"""A run of this many incomplete CURVE handshakes is warned about (one is a client closing)."""
 STARTED_DELAY = 0.002
 """Seconds after handing a call over before the socket thread first looks for its unannounced
 ``Started``: the longest delay of a "started" whose procedure begins at once."""
@@ -154,6 +156,8 @@ class _Lane:
         self.socket: zmq.Socket[bytes] | None = None
         self.monitor: zmq.Socket[bytes] | None = None
         self.drops = DropLog(logger, f"worker {engine.session.ready.name}")
+        self.unfinished_handshakes = 0
+        """CURVE handshakes in a row that ended before they succeeded or were refused."""
 
 
 class _SocketActor(pykka.ThreadingActor):
@@ -473,23 +477,35 @@ class _SocketActor(pykka.ThreadingActor):
                 return
             event = int.from_bytes(frames[0][:2], "little")
             if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                lane.unfinished_handshakes = 0
                 lane.engine.connection(True, time.monotonic())
             elif event == zmq.EVENT_DISCONNECTED:
                 # The client closed or died: no need to wait for its silence.
                 lane.engine.connection(False, time.monotonic())
-            elif self.config.curve is not None:
+            elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                # The client's ZAP handler refused us; libzmq will not try again on this socket.
                 lane.engine.handshake_failed(time.monotonic())
                 lane.drops.dropped(
                     lane.endpoint, "refused",
-                    "the CURVE handshake failed (the client does not authorize this worker's "
-                    "certificate, or curve_server is not the client's certificate)",
-                    time.monotonic(), "a connection")
+                    "the client refused this worker's CURVE certificate (it is not in the "
+                    "client's authorized folder)", time.monotonic(), "a connection")
+            elif self.config.curve is not None:
+                # A handshake cut short: the client went away mid-way (a one-shot pirate-call
+                # closing), or curve_server is not its certificate. libzmq tries again itself;
+                # only a run of them is worth a warning.
+                lane.unfinished_handshakes += 1
+                logger.debug("worker %s: a CURVE handshake with %s did not complete",
+                             self.config.name, lane.endpoint)
+                if lane.unfinished_handshakes % _UNFINISHED_HANDSHAKES == 0:
+                    lane.drops.dropped(
+                        lane.endpoint, "refused",
+                        f"{lane.unfinished_handshakes} CURVE handshakes in a row did not complete: "
+                        "is curve_server the client's certificate?", time.monotonic(), "a connection")
             else:
                 lane.drops.dropped(
                     lane.endpoint, "refused",
                     "the connection's handshake failed (does the client use CURVE?)",
                     time.monotonic(), "a connection")
-
 
 # --------------------------------------------------------------------------- public facade
 

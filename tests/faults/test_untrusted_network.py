@@ -269,7 +269,10 @@ def test_curve_serves_authorized_workers_refuses_others_and_honours_certificates
 
 
 @pytest.mark.timeout(30)
-def test_a_worker_with_the_wrong_server_certificate_never_registers(stack: list[Any], tmp_path: Path) -> None:
+def test_a_worker_with_the_wrong_server_certificate_never_registers_and_says_what_to_check(
+    stack: list[Any], tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="pirate_actors.worker")
     certs = _certificates(tmp_path, "client", "impostor", "worker")
     authorized = tmp_path / "authorized"
     authorized.mkdir()
@@ -278,6 +281,10 @@ def test_a_worker_with_the_wrong_server_certificate_never_registers(stack: list[
     _worker(stack, client.endpoint, curve_secret=certs["worker"][1], curve_server=certs["impostor"][0])
     with pytest.raises(NoWorkerError):
         client.wait_for_worker(timeout=2)
+    [warning] = wait_until(
+        lambda: [r.getMessage() for r in caplog.records if "did not complete" in r.getMessage()],
+        15, "the worker warned about its handshakes")
+    assert "is curve_server the client's certificate?" in warning
 
 
 def test_with_curve_any_endpoint_is_allowed_without_a_key(tmp_path: Path) -> None:
