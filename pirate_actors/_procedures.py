@@ -315,19 +315,12 @@ class ProcedureActor(pykka.ThreadingActor):
         except asyncio.CancelledError:
             command = Command.ERROR
             body = _codec.dump_error(ErrorKind.RAISED, "CancelledError", "the call was cancelled")
-        except Exception as exc:  # noqa: BLE001 - the caller gets it
-            command, body = Command.ERROR, _codec.dump_exception(exc, run.max_body)
-        except BaseException as exc:  # noqa: BLE001 - SystemExit & co: reply, then be replaced
-            command, body = Command.ERROR, _codec.dump_exception(exc, run.max_body)
-            fatal = True
-            self.__exit_reason = f"procedure {procedure!r} raised {exc!r}"
+        except BaseException as exc:  # noqa: BLE001 - the caller gets it
+            command, body, fatal = self.__failed(exc, procedure, run.max_body)
         finally:
             if self.__tasks.get(slot) is asyncio.current_task():
                 del self.__tasks[slot]
-        _tell(run.sink, Done(run.request_id, command, body, slot, run.lane, fatal))
-        if fatal:
-            logger.warning("procedure %s raised a BaseException; replacing its actor", procedure)
-            self.stop()  # (puts a stop message in the inbox: safe from this thread)
+        self.__done(run, command, body, slot, fatal, procedure)
 
     def __stop_loop(self) -> None:
         """Cancel what still runs on the loop and end its thread (the actor is stopping)."""
@@ -386,18 +379,26 @@ class ProcedureActor(pykka.ThreadingActor):
         try:
             result = getattr(self, procedure)(*args, **kwargs)
             command, body = self.__dump_result(result, run.max_body)
-        except Exception as exc:  # noqa: BLE001 - the caller gets it
-            command, body = Command.ERROR, _codec.dump_exception(exc, run.max_body)
-        except BaseException as exc:  # noqa: BLE001 - SystemExit & co: reply, then be replaced
-            command, body = Command.ERROR, _codec.dump_exception(exc, run.max_body)
-            fatal = True
-            self.__exit_reason = f"procedure {procedure!r} raised {exc!r}"
+        except BaseException as exc:  # noqa: BLE001 - the caller gets it
+            command, body, fatal = self.__failed(exc, procedure, run.max_body)
         finally:
             self.__current = None
-        _tell(sink, Done(run.request_id, command, body, slot, run.lane, fatal))
+        self.__done(run, command, body, slot, fatal, procedure)
+
+    def __failed(self, exc: BaseException, procedure: str, max_body: int) -> tuple[Command, bytes, bool]:
+        """The ERROR for what a procedure raised, and whether it was fatal: an ``Exception``
+        goes to the caller and the actor lives on; a ``BaseException`` (SystemExit & co) goes
+        to the caller too, and then the actor is replaced."""
+        fatal = not isinstance(exc, Exception)
+        if fatal:
+            self.__exit_reason = f"procedure {procedure!r} raised {exc!r}"
+        return Command.ERROR, _codec.dump_exception(exc, max_body), fatal
+
+    def __done(self, run: Run, command: Command, body: bytes, slot: str, fatal: bool, procedure: str) -> None:
+        _tell(run.sink, Done(run.request_id, command, body, slot, run.lane, fatal))
         if fatal:
             logger.warning("procedure %s raised a BaseException; replacing its actor", procedure)
-            self.stop()
+            self.stop()  # (puts a stop message in the inbox: safe from any thread)
 
     @staticmethod
     def __dump_result(result: Any, max_body: int) -> tuple[Command, bytes]:
