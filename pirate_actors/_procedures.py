@@ -301,7 +301,7 @@ class ProcedureActor(pykka.ThreadingActor):
                 body = _codec.dump_error(ErrorKind.NOT_RUN, "NotRun", "cancelled before it started")
                 _tell(run.sink, Done(run.request_id, Command.ERROR, body, slot, run.lane))
                 return
-            self.__tasks[slot] = loop.create_task(coroutine, context=contextvars.copy_context())
+            self.__tasks[slot] = loop.create_task(coroutine)  # (context= is 3.11+; the task copies the context anyway)
 
         loop.call_soon_threadsafe(start)
 
