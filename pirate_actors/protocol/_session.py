@@ -574,10 +574,11 @@ class ClientProtocol:
         self.closed = False
 
     def _out(self, peer: bytes, command: Command, message: Message, now: float,
-             seal: Seal | None = None) -> tuple[bytes, list[bytes]]:
+             seal: Seal | None = None, record: WorkerPeer | None = None) -> tuple[bytes, list[bytes]]:
+        """Frames for ``peer``, sealed for ``record``'s session (default: the registered one)."""
         if self.closed:
             raise LocalProtocolError("the client's session is closed")
-        worker = self.workers.get(peer) or self.pending.get(peer)
+        worker = record or self.workers.get(peer)
         if worker is not None:
             if command not in _CLIENT_SENDS[worker.state]:
                 raise LocalProtocolError(f"cannot send {command.name} to a {worker.state.value} worker")
@@ -592,9 +593,11 @@ class ClientProtocol:
         self.stats.sent += 1
         return peer, frames
 
-    def _heartbeat(self, peer: bytes, now: float) -> tuple[bytes, list[bytes]]:
+    def _heartbeat(
+        self, peer: bytes, now: float, record: WorkerPeer | None = None
+    ) -> tuple[bytes, list[bytes]]:
         heartbeat = Heartbeat(self.heartbeat, self.liveness, self.codec.max_message_size, self.session)
-        return self._out(peer, Command.HEARTBEAT, heartbeat, now)
+        return self._out(peer, Command.HEARTBEAT, heartbeat, now, record=record)
 
     def calls(
         self, peer: bytes, command: Command, entries: Sequence[Entry], now: float
@@ -689,7 +692,7 @@ class ClientProtocol:
             if isinstance(message, Ready) and seal.receiver == 0:  # READY again: answer again
                 self._remember(seal.sender, peer, seal.seq)
                 self.stats.received += 1
-                return [], [self._heartbeat(peer, now)]
+                return [], [self._heartbeat(peer, now, pending)]
             self.stats.drop("replayed", f"a {type(message).__name__} for another session, from {_name(peer)}")
             return [], []
         if isinstance(message, Ready) and seal.receiver == 0:
@@ -701,7 +704,7 @@ class ClientProtocol:
             self.pending[peer] = record
             while len(self.pending) > _PENDING_LIMIT:
                 self.pending.pop(next(iter(self.pending)))
-            return [], [self._heartbeat(peer, now)]
+            return [], [self._heartbeat(peer, now, record)]
         if isinstance(message, Disconnect) or seal.receiver == 0:
             return [], []
         # A worker in a session we do not know (we restarted, or declared it dead).

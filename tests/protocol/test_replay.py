@@ -241,3 +241,19 @@ def test_a_ready_is_not_registered_twice_when_the_worker_repeats_it_before_the_a
     assert len(net.events(CLIENT, WorkerRegistered)) == 1
     assert net.client is not None and net.client.stats.replayed == 0
     assert isinstance(FrameCodec(KEY).decode(captured(net, b"w1", Command.READY)), Ready)
+
+
+def test_a_worker_that_reconnects_on_the_same_socket_registers_again_at_once(
+    network: Callable[..., Network],
+) -> None:
+    # A TCP drop: libzmq reconnects the same DEALER (same routing id) and the worker starts a
+    # new session while the client still holds the old one. The answer to the new READY must be
+    # sealed for the new session, not the old (review finding: it was, and the worker dropped it).
+    net = network(key=KEY)
+    worker = net.add_worker(b"w1")
+    assert net.client is not None
+    old = net.client.workers[b"w1"].nonce
+    net.connection_up(b"w1")
+    net.run(0.1)
+    assert worker.registered and net.client.workers[b"w1"].nonce != old
+    assert net.client.stats.replayed == 0 and worker.stats.replayed == 0
