@@ -404,8 +404,6 @@ class WorkerProtocol:
         """Whether a signed message belongs to this session and was not accepted before."""
         if seal.receiver != self.nonce:
             return False  # for an earlier session of ours, or for another worker
-        if isinstance(message, Disconnect):
-            return True  # a client that knows our session (maybe a new one) asks us to re-register
         if self.peer_nonce == 0:
             if not isinstance(message, Heartbeat):
                 return False  # nothing but the acknowledgement of our READY comes first
@@ -567,7 +565,7 @@ class ClientProtocol:
         self.workers: dict[bytes, WorkerPeer] = {}
         self.pending: dict[bytes, WorkerPeer] = {}
         """Signed sessions: workers whose READY we answered, until their proof comes."""
-        self._seen: OrderedDict[int, tuple[bytes, int]] = OrderedDict()
+        self._seen: OrderedDict[int, tuple[bytes, WorkerPeer]] = OrderedDict()
         """Signed sessions of workers (registered, pending or ended), the newest last: worker
         nonce -> (the routing id it came from, the last number seen when it was not registered)."""
         self.sealed = codec.key is not None
@@ -656,17 +654,18 @@ class ClientProtocol:
         events.append(WorkerRegistered(peer, record.ready))
         return events
 
-    def _remember(self, nonce: int, peer: bytes, seq: int) -> None:
+    def _remember(self, peer: bytes, record: WorkerPeer) -> None:
+        """Keep a signed session (its record holds the numbers both ways) for replay checks."""
         seen = self._seen
-        seen[nonce] = (peer, seq)
-        seen.move_to_end(nonce)
+        seen[record.nonce] = (peer, record)
+        seen.move_to_end(record.nonce)
         while len(seen) > _SEEN_SESSIONS:
             seen.popitem(last=False)
 
     def _ended(self, peer: bytes, worker: WorkerPeer) -> None:
         """A signed session ended: remember where it stood, so what it sent is a replay now."""
         if worker.nonce:
-            self._remember(worker.nonce, peer, worker.seq_in)
+            self._remember(peer, worker)
 
     def _unregistered(
         self, peer: bytes, message: Message | BadCalls, seal: Seal, now: float
@@ -675,7 +674,7 @@ class ClientProtocol:
         our nonce), the proof that completes one, or something to ask to register again."""
         known = self._seen.get(seal.sender)
         pending = self.pending.get(peer)
-        if known is not None and (known[0] != peer or seal.seq <= known[1]):
+        if known is not None and (known[0] != peer or seal.seq <= known[1].seq_in):
             # A session is bound to one connection: from another, or not newer, it is a replay.
             self.stats.drop("replayed", f"a {type(message).__name__} sent before, from {_name(peer)}")
             return [], []
@@ -690,27 +689,30 @@ class ClientProtocol:
                     events += self._from_worker(peer, pending, message, now)
                 return events, []
             if isinstance(message, Ready) and seal.receiver == 0:  # READY again: answer again
-                self._remember(seal.sender, peer, seal.seq)
+                pending.seq_in = seal.seq
                 self.stats.received += 1
                 return [], [self._heartbeat(peer, now, pending)]
             self.stats.drop("replayed", f"a {type(message).__name__} for another session, from {_name(peer)}")
             return [], []
         if isinstance(message, Ready) and seal.receiver == 0:
             self.stats.received += 1
-            self._remember(seal.sender, peer, seal.seq)
             record = WorkerPeer(message, Peer(now, message.heartbeat, message.liveness),
-                                nonce=seal.sender, client_nonce=new_nonce())
+                                nonce=seal.sender, client_nonce=new_nonce(), seq_in=seal.seq)
+            self._remember(peer, record)
             self.pending.pop(peer, None)
             self.pending[peer] = record
             while len(self.pending) > _PENDING_LIMIT:
                 self.pending.pop(next(iter(self.pending)))
             return [], [self._heartbeat(peer, now, record)]
-        if isinstance(message, Disconnect) or seal.receiver == 0:
+        if isinstance(message, Disconnect) or seal.receiver == 0 or known is None:
+            # (a session never seen here: not ours to end; the worker's own liveness check will)
             return [], []
-        # A worker in a session we do not know (we restarted, or declared it dead).
+        # A fresh message of a session we ended (we declared the worker dead): ask it to
+        # register again, sealed within that session so the worker takes it.
+        known[1].seq_in = seal.seq
         self.stats.received += 1
         logger.info("worker %s is not registered; asking it to register again", _name(peer))
-        return [], [self._out(peer, Command.DISCONNECT, Disconnect(True), now, Seal(0, seal.sender, 0))]
+        return [], [self._out(peer, Command.DISCONNECT, Disconnect(True), now, record=known[1])]
 
     def _from_worker(
         self, peer: bytes, worker: WorkerPeer, message: Message | BadCalls, now: float

@@ -257,3 +257,22 @@ def test_a_worker_that_reconnects_on_the_same_socket_registers_again_at_once(
     net.run(0.1)
     assert worker.registered and net.client.workers[b"w1"].nonce != old
     assert net.client.stats.replayed == 0 and worker.stats.replayed == 0
+
+
+def test_a_heartbeat_replayed_to_another_client_with_the_key_cannot_be_turned_into_a_goodbye(
+    network: Callable[..., Network],
+) -> None:
+    # Review finding: a second client sharing the key used to answer a replayed message of a
+    # session it never saw with a signed DISCONNECT for that session, which, injected on the
+    # worker's connection, cut it off. Now it answers nothing, and a goodbye not sealed by the
+    # worker's own client is a replay to the worker.
+    from pirate_actors.protocol import ClientProtocol, Disconnect, Seal
+
+    net = network(key=KEY)
+    worker = net.add_worker(b"w1")
+    heartbeat = captured(net, b"w1", Command.HEARTBEAT)
+    other = ClientProtocol(FrameCodec(KEY), 1.0, 3)
+    assert other.receive(b"w1", heartbeat, net.now) == ([], [])
+    forged = FrameCodec(KEY).encode(Disconnect(True), Seal(0, worker.nonce, 1))  # what it used to send
+    assert net.inject_to_worker(b"w1", forged) == []
+    assert worker.registered and worker.stats.replayed == 1
