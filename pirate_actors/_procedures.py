@@ -28,7 +28,7 @@ from ._codec import ErrorKind
 from ._errors import CallTimeout, ProtocolError
 from .protocol import Command
 
-__all__ = ["ProcedureActor", "idempotent", "idempotent_of", "procedures_of", "slots_of"]
+__all__ = ["ProcedureActor", "idempotent", "idempotent_of", "is_async", "procedures_of", "slots_of"]
 
 logger = logging.getLogger("pirate_actors.procedures")
 
@@ -164,8 +164,14 @@ def slots_of(cls: type) -> int:
     limit = getattr(cls, "max_concurrency", 1)
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
         raise ValueError(f"{cls.__name__}.max_concurrency must be an int >= 1, not {limit!r}")
-    asynchronous = any(inspect.iscoroutinefunction(getattr(cls, name)) for name in procedures_of(cls))
-    return limit if asynchronous else 1
+    return limit if is_async(cls) else 1
+
+
+@lru_cache(maxsize=None)
+def is_async(cls: type) -> bool:
+    """True if ``cls`` has ``async def`` procedures: its actors run an asyncio loop, and a
+    cancelled call cancels its task instead of retiring the actor."""
+    return any(inspect.iscoroutinefunction(getattr(cls, name)) for name in procedures_of(cls))
 
 
 _running: contextvars.ContextVar[Run | None] = contextvars.ContextVar("pirate_actors_run", default=None)
@@ -263,9 +269,10 @@ class ProcedureActor(pykka.ThreadingActor):
             self.__run(message)
             return None
         if isinstance(message, CancelSlot):
-            task = self.__tasks.get(message.slot)
-            if task is not None and self.__loop is not None:
-                self.__loop.call_soon_threadsafe(task.cancel)
+            if self.__loop is not None:
+                # Looked up on the loop's thread, after any start() queued before it: a cancel
+                # that arrives as its call is starting still finds the task.
+                self.__loop.call_soon_threadsafe(self.__cancel_task, message.slot)
             return None
         return super().on_receive(message)
 
@@ -314,13 +321,21 @@ class ProcedureActor(pykka.ThreadingActor):
             command, body = self.__dump_result(result, run.max_body)
         except asyncio.CancelledError:
             command = Command.ERROR
-            body = _codec.dump_error(ErrorKind.RAISED, "CancelledError", "the call was cancelled")
+            if run.cancelled:  # its caller gave up: nobody reads this answer
+                body = _codec.dump_error(ErrorKind.RAISED, "CancelledError", "the call was cancelled")
+            else:  # the actor is stopping under it, as a thread actor's call dies with its actor
+                body = _codec.dump_error(ErrorKind.RAISED, "ActorDeadError", "the procedure's actor died")
         except BaseException as exc:  # noqa: BLE001 - the caller gets it
             command, body, fatal = self.__failed(exc, procedure, run.max_body)
         finally:
             if self.__tasks.get(slot) is asyncio.current_task():
                 del self.__tasks[slot]
         self.__done(run, command, body, slot, fatal, procedure)
+
+    def __cancel_task(self, slot: str) -> None:
+        task = self.__tasks.get(slot)
+        if task is not None:
+            task.cancel()
 
     def __stop_loop(self) -> None:
         """Cancel what still runs on the loop and end its thread (the actor is stopping)."""

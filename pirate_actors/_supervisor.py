@@ -38,6 +38,7 @@ class Pool:
         max_restarts: int = 10,
         restart_window: float = 10.0,
         slots: int = 1,
+        cancels_tasks: bool = False,
     ):
         self.max_restarts = max_restarts
         self.restart_window = restart_window
@@ -52,6 +53,8 @@ class Pool:
         self.slots = slots
         """Calls each actor runs at once (``max_concurrency`` of an async actor class): the
         engine sees each actor as that many slots, ``urn/0`` … (just ``urn`` when 1)."""
+        self.cancels_tasks = cancels_tasks
+        """The actors are async: retiring a slot cancels its call's task instead."""
         self._actors: dict[str, ActorRef[Any]] = {}
         self._retired: dict[str, ActorRef[Any]] = {}
         self.replacements = 0
@@ -98,7 +101,7 @@ class Pool:
         """The call on ``slot`` was cancelled. A thread actor is stopped once that call
         returns, and its replacement starts now; an async actor cancels the call's task, and
         the slot takes calls again once the coroutine has returned."""
-        if self.slots > 1:
+        if self.cancels_tasks:
             ref = self._actors.get(self.urn_of(slot))
             if ref is not None:
                 try:

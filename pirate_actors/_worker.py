@@ -39,6 +39,7 @@ from ._procedures import (
     ProcedureActor,
     Started,
     idempotent_of,
+    is_async,
     make_emit,
     procedures_of,
     slots_of,
@@ -181,7 +182,7 @@ class _SocketActor(pykka.ThreadingActor):
                       id=config.identity.decode())
         self._sockets_made = itertools.count(1)
         slots = slots_of(config.actor_class)
-        self.lanes = Lanes(config.capacity, config.event_buffer, reusable=slots > 1)
+        self.lanes = Lanes(config.capacity, config.event_buffer, reusable=is_async(config.actor_class))
         now = time.monotonic()
         self.lane_list = [
             _Lane(endpoint, WorkerEngine(
@@ -194,7 +195,8 @@ class _SocketActor(pykka.ThreadingActor):
         self.engines = [lane.engine for lane in self.lane_list]
         self.pool = Pool(self._start_procedure_actor, config.pool_size, self.actor_ref,
                          self.lanes.actor_ready, max_restarts=config.max_restarts,
-                         restart_window=config.restart_window, slots=slots)
+                         restart_window=config.restart_window, slots=slots,
+                         cancels_tasks=is_async(config.actor_class))
         self.loop = SocketLoop(self.inbox.mailbox, self)
         self._stopping = False
 

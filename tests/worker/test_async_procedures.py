@@ -56,6 +56,16 @@ class Fetcher(ProcedureActor):
         return threading.current_thread().name
 
 
+class OneAtATime(ProcedureActor):
+    """Async, with the default max_concurrency of 1."""
+
+    async def wait_for_cancel(self, name: str) -> str:
+        return await Fetcher.wait_for_cancel(self, name)  # type: ignore[arg-type]
+
+    def whoami(self) -> str:
+        return self.actor_urn
+
+
 @pytest.fixture
 def fetcher(client: Client, start_worker: Callable[..., Worker]) -> Iterator[Worker]:
     worker = start_worker(Fetcher, pool_size=1)
@@ -154,3 +164,32 @@ def test_async_calls_from_asyncio_on_the_client_too(client: Client, fetcher: Wor
     started = time.monotonic()
     assert asyncio.run(main()) == [0.1] * 40
     assert time.monotonic() - started < 40 * 0.1 / 4
+
+
+def test_with_max_concurrency_1_a_cancelled_async_call_still_frees_its_slot_without_a_new_actor(
+    client: Client, start_worker: Callable[..., Worker],
+) -> None:
+    worker = start_worker(OneAtATime, pool_size=1)
+    client.wait_for_worker(timeout=10)
+    before = client.call("whoami", timeout=10)
+    _events("solo")
+    future = client.submit("wait_for_cancel", "solo")
+    assert SEEN["solo entered"].wait(10)
+    future.cancel()
+    assert SEEN["solo cancelled"].wait(10)
+    wait_until(lambda: worker.stats()["in_flight"] == 0, 10)
+    assert client.call("whoami", timeout=10) == before, "the actor was replaced"
+    assert worker.stats()["replacements"] == 0
+
+
+def test_when_an_async_actor_dies_its_other_running_calls_fail_as_its_death_not_as_cancelled(
+    client: Client, fetcher: Worker,
+) -> None:
+    _events("bystander")
+    bystander = client.submit("wait_for_cancel", "bystander")
+    assert SEEN["bystander entered"].wait(10)
+    with pytest.raises(RemoteError, match="SystemExit"):
+        client.call("crash", timeout=10)
+    with pytest.raises(RemoteError) as caught:
+        bystander.result(timeout=10)
+    assert caught.value.type_name == "ActorDeadError"
