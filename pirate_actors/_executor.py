@@ -76,22 +76,30 @@ class RemoteExecutor(concurrent.futures.Executor):
             self._pending.discard(future)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """No new calls; with ``cancel_futures`` the unfinished ones are cancelled; with
-        ``wait`` return when all are done. Closes the client only if the executor made it."""
+        """As ``Executor.shutdown``: no new calls; with ``cancel_futures`` the calls that have not
+        started are cancelled (running ones finish); with ``wait`` return when all are done. A
+        client the executor made is closed once they are (at once with ``wait``, else from a
+        thread of its own); a client it was given stays open."""
         with self._lock:
             self._shutdown = True
             pending = list(self._pending)
         if cancel_futures:
             for future in pending:
-                future.cancel()
+                if not future.partials:  # no "started" yet: it waits, at the client or a worker
+                    future.cancel()
         if wait:
             concurrent.futures.wait(pending)
-        if self._owns_client:
-            if not wait:
-                for future in pending:
-                    if not future.done():
-                        future.cancel()
+        if not self._owns_client:
+            return
+        if wait or all(future.done() for future in pending):
             self.client.close()
+        else:
+            threading.Thread(target=self._close_when_done, args=(pending,),
+                             name="pirate-executor-shutdown", daemon=True).start()
+
+    def _close_when_done(self, pending: list[CallFuture]) -> None:
+        concurrent.futures.wait(pending)
+        self.client.close()
 
     def __repr__(self) -> str:
         state = "shut down" if self._shutdown else f"{len(self._pending)} pending"

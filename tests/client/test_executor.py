@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import subprocess
+import threading
 import time
 from typing import Any, Callable
 
@@ -72,15 +73,19 @@ def test_map_bounds_the_whole_iteration_with_its_timeout(functions: Client) -> N
         assert time.monotonic() - started < 4
 
 
-def test_shutdown_refuses_new_work_and_can_cancel_what_waits(functions: Client) -> None:
+def test_shutdown_refuses_new_work_and_cancels_only_what_has_not_started(functions: Client) -> None:
     executor = RemoteExecutor(functions)
     running = [executor.submit(slow, 0.5) for _ in range(4)]  # the pool of 4 is busy
+    for future in running:  # wait until each has started, as the standard library would see it
+        started = threading.Event()
+        future.add_partial_callback(lambda _f, message, e=started: e.set() if message == "started" else None)
+        assert started.wait(10)
     waiting = [executor.submit(slow, 0.5) for _ in range(8)]  # queued at the client or worker
     executor.shutdown(wait=True, cancel_futures=True)
     with pytest.raises(RuntimeError, match="after shutdown"):
         executor.submit(square, 2)
-    assert all(f.done() for f in running + waiting)
-    assert any(f.cancelled() for f in waiting)
+    assert [f.result() for f in running] == [0.5] * 4, "running calls finish, as in the stdlib"
+    assert all(f.done() for f in waiting) and any(f.cancelled() for f in waiting)
     assert functions.call("run", square, 3) == 9  # the client stays open
 
 
@@ -93,6 +98,15 @@ def test_with_an_endpoint_the_executor_makes_its_client_and_closes_it() -> None:
             client = executor.client
         with pytest.raises(Exception, match="closed"):
             client.submit("run", square, 1)
+        # shutdown(wait=False) lets what runs finish, then closes the client it made.
+        executor = RemoteExecutor(endpoint, wait=10, heartbeat=0.2)
+        late = executor.submit(slow, 0.3)
+        executor.shutdown(wait=False)
+        assert late.result(timeout=10) == 0.3
+        thread = executor.client._thread
+        assert thread is not None
+        thread.join(15)  # the client thread ends when the client is closed
+        assert not thread.is_alive(), "the executor's own client was not closed after its last call"
     finally:
         worker.stop(timeout=1.0)
 
