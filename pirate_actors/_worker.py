@@ -20,7 +20,7 @@ import itertools
 import time
 import uuid
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import pykka
@@ -186,11 +186,12 @@ class _SocketActor(pykka.ThreadingActor):
         now = time.monotonic()
         self.lane_list = [
             _Lane(endpoint, WorkerEngine(
-                WorkerProtocol(FrameCodec(config.key, config.max_message_size), ready, now),
+                WorkerProtocol(FrameCodec(config.key, config.max_message_size),
+                               replace(ready, lane=index), now),
                 self.actor_ref, config.heartbeat * config.liveness, config.result_ttl,
                 config.result_cache_size, config.event_buffer, self.lanes, endpoint,
             ))
-            for endpoint in config.connect
+            for index, endpoint in enumerate(config.connect)
         ]
         self.engines = [lane.engine for lane in self.lane_list]
         self.pool = Pool(self._start_procedure_actor, config.pool_size, self.actor_ref,

@@ -636,8 +636,8 @@ class ClientProtocol:
         return self._from_worker(peer, worker, message, now), []
 
     def _register(self, peer: bytes, record: WorkerPeer) -> list[Event]:
-        """``record`` is now the worker at ``peer``; one it replaces (the same routing id or the
-        same worker id over another connection) is gone."""
+        """``record`` is now the worker at ``peer``; one it replaces (the same routing id, or the
+        same worker id and lane over another connection) is gone."""
         events: list[Event] = []
         record.id = record.ready.id or _name(peer)
         old = self.workers.pop(peer, None)
@@ -646,7 +646,7 @@ class ClientProtocol:
             events.append(WorkerGone(peer, "it registered again (restarted or reconnected)", old))
         if record.ready.id:
             for other_peer, other in list(self.workers.items()):
-                if other.ready.id == record.ready.id:
+                if other.ready.id == record.ready.id and other.ready.lane == record.ready.lane:
                     del self.workers[other_peer]
                     self._ended(other_peer, other)
                     events.append(WorkerGone(other_peer, "it reconnected", other))

@@ -191,6 +191,9 @@ class Ready:
     id: str = ""
     """The worker's own id (``WorkerInfo.id``), the same over all its connections (its
     routing id is new for each, so a stale connection never blocks a fresh one)."""
+    lane: int = 0
+    """Which of the worker's endpoints this connection is for: with ``id``, it names the
+    connection, so two endpoints that reach the same client never replace each other."""
 
 
 @dataclass(frozen=True)
@@ -333,6 +336,7 @@ class FrameCodec:
                 info["idempotent"] = list(message.idempotent)
             if message.id:
                 info["id"] = message.id
+                info["lane"] = message.lane
             parts = [SIGNATURE, commands[Command.READY], json.dumps(info).encode()]
         elif isinstance(message, Events):
             events = message.entries
@@ -488,8 +492,11 @@ def _decode_ready(payload: bytes) -> Ready:
     worker_id = info.get("id", "")
     if not isinstance(worker_id, str) or len(worker_id) > 255:
         raise ProtocolError("READY id is not a short string")
+    lane = info.get("lane", 0)
+    if not isinstance(lane, int) or isinstance(lane, bool) or lane < 0:
+        raise ProtocolError("READY lane is not a number")
     return Ready(name, capacity, interval, liveness, tuple(procedures), incarnation, max_size,
-                 tuple(idempotent), worker_id)
+                 tuple(idempotent), worker_id, lane)
 
 
 def _decode_events(body: bytes) -> Events:

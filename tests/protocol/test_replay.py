@@ -276,3 +276,21 @@ def test_a_heartbeat_replayed_to_another_client_with_the_key_cannot_be_turned_in
     forged = FrameCodec(KEY).encode(Disconnect(True), Seal(0, worker.nonce, 1))  # what it used to send
     assert net.inject_to_worker(b"w1", forged) == []
     assert worker.registered and worker.stats.replayed == 1
+
+
+def test_two_connections_of_one_worker_to_the_same_client_do_not_replace_each_other(
+    network: Callable[..., Network],
+) -> None:
+    # Review finding: endpoints such as 127.0.0.1:P and localhost:P reach one client; both
+    # connections carry the worker's id, and each replaced the other in a tight loop.
+    from pirate_actors.protocol import Ready
+
+    net = network(key=KEY)
+    for lane, peer in enumerate((b"w.1", b"w.2")):
+        net.add_worker(peer)
+        net.workers[peer].ready = Ready("w", 4, 1.0, 3, ("ping",), id="the-worker", lane=lane)
+    net.kill_client()
+    net.start_client()
+    net.run(5)
+    assert net.client is not None and sorted(net.client.workers) == [b"w.1", b"w.2"]
+    assert net.events(CLIENT, WorkerGone, since=net.now - 4) == []
