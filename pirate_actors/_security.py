@@ -195,8 +195,9 @@ class AuthorizedFolder:
     def _current(self) -> frozenset[bytes]:
         try:
             listing = tuple(sorted(
-                (entry.name, entry.stat().st_size, entry.stat().st_mtime_ns)
+                (entry.name, stat.st_size, stat.st_mtime_ns)
                 for entry in os.scandir(self.folder) if entry.name.endswith(".key")
+                for stat in (entry.stat(),)
             ))
         except OSError as exc:
             logger.warning("cannot read the authorized folder %s: %s", self.folder, exc)

@@ -242,15 +242,23 @@ def _certificates(tmp_path: Path, *names: str) -> dict[str, tuple[str, str]]:
     return {name: zmq.auth.create_certificates(str(folder), name) for name in names}
 
 
+def _curve_client(
+    stack: list[Any], tmp_path: Path, certs: dict[str, tuple[str, str]], *authorized_names: str,
+) -> tuple[Client, Path]:
+    """A CURVE client (certificate ``client``) whose authorized folder holds ``authorized_names``."""
+    authorized = tmp_path / "authorized"
+    authorized.mkdir()
+    for name in authorized_names:
+        shutil.copy(certs[name][0], authorized)
+    return _client(stack, curve_secret=certs["client"][1], curve_authorized=authorized), authorized
+
+
 @pytest.mark.timeout(40)
 def test_curve_serves_authorized_workers_refuses_others_and_honours_certificates_added_later(
     stack: list[Any], tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
     certs = _certificates(tmp_path, "client", "trusted", "newcomer")
-    authorized = tmp_path / "authorized"
-    authorized.mkdir()
-    shutil.copy(certs["trusted"][0], authorized)
-    client = _client(stack, curve_secret=certs["client"][1], curve_authorized=authorized)
+    client, authorized = _curve_client(stack, tmp_path, certs, "trusted")
     trusted = _worker(stack, client.endpoint, curve_secret=certs["trusted"][1], curve_server=certs["client"][0])
     client.wait_for_worker(timeout=10)
     assert client.call("ping", timeout=10) == "pong"
@@ -274,10 +282,7 @@ def test_a_worker_with_the_wrong_server_certificate_never_registers_and_says_wha
 ) -> None:
     caplog.set_level(logging.WARNING, logger="pirate_actors.worker")
     certs = _certificates(tmp_path, "client", "impostor", "worker")
-    authorized = tmp_path / "authorized"
-    authorized.mkdir()
-    shutil.copy(certs["worker"][0], authorized)
-    client = _client(stack, curve_secret=certs["client"][1], curve_authorized=authorized)
+    client, _ = _curve_client(stack, tmp_path, certs, "worker")
     _worker(stack, client.endpoint, curve_secret=certs["worker"][1], curve_server=certs["impostor"][0])
     with pytest.raises(NoWorkerError):
         client.wait_for_worker(timeout=2)

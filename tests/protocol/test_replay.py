@@ -34,6 +34,13 @@ def captured(net: Network, source: object, command: Command) -> list[bytes]:
     return net.sent(source, command)[-1].frames
 
 
+def sent_request(net: Network, peer: bytes) -> list[bytes]:
+    """Send REQUEST 7 to ``peer``, deliver it, and return its frames as captured on the wire."""
+    net.client_send(peer, Command.REQUEST, [Entry(7, 0, b"call")])
+    net.deliver()
+    return captured(net, CLIENT, Command.REQUEST)
+
+
 def requests_seen(net: Network, peer: bytes) -> list[int]:
     return [e.request_id for ev in net.events(peer, CallsReceived)
             if ev.command is Command.REQUEST for e in ev.entries]
@@ -44,10 +51,8 @@ def test_a_replayed_request_is_dropped_counted_and_never_reaches_the_worker_agai
 ) -> None:
     net = network(key=KEY)
     worker = net.add_worker(b"w1")
-    net.client_send(b"w1", Command.REQUEST, [Entry(7, 0, b"call")])
-    net.deliver()
+    request = sent_request(net, b"w1")
     assert requests_seen(net, b"w1") == [7]
-    request = captured(net, CLIENT, Command.REQUEST)
     for _ in range(3):
         assert net.inject_to_worker(b"w1", request) == []
     net.run(5)  # and later
@@ -61,9 +66,7 @@ def test_a_request_for_one_worker_sent_to_another_is_a_replay(network: Callable[
     net = network(key=KEY)
     net.add_worker(b"w1")
     other = net.add_worker(b"w2")
-    net.client_send(b"w1", Command.REQUEST, [Entry(7, 0, b"call")])
-    net.deliver()
-    assert net.inject_to_worker(b"w2", captured(net, CLIENT, Command.REQUEST)) == []
+    assert net.inject_to_worker(b"w2", sent_request(net, b"w1")) == []
     assert requests_seen(net, b"w2") == [] and other.stats.replayed == 1
 
 
@@ -72,9 +75,7 @@ def test_a_request_of_an_earlier_session_is_refused_after_the_worker_registers_a
 ) -> None:
     net = network(key=KEY)
     worker = net.add_worker(b"w1")
-    net.client_send(b"w1", Command.REQUEST, [Entry(7, 0, b"call")])
-    net.deliver()
-    old_request = captured(net, CLIENT, Command.REQUEST)
+    old_request = sent_request(net, b"w1")
     net.kill_client()
     net.start_client()  # a new client: the worker's connection comes up again, a new session
     net.run(2)
