@@ -99,9 +99,7 @@ class _Driver:
         else:
             self.engine.receive(frames[0], frames[1:], time.monotonic())
         if stats.last_drop is not None:
-            kind, reason = stats.last_drop
-            stats.last_drop = None
-            self.drops.dropped(_peer_address(frame), kind, reason, time.monotonic())
+            self.drops.take(stats, _peer_address(frame), time.monotonic())
         if self.engine.events:
             self._deliver_events()
         if self.engine.partials:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["DropLog", "hint_for"]
 
@@ -66,6 +67,14 @@ class DropLog:
             )
             source.unlogged = 0
             source.next_log = now + self.interval
+
+    def take(self, stats: Any, address: str, now: float) -> None:
+        """Log the drop a session noted in ``stats.last_drop`` as ``address``'s, and clear it.
+        The socket code calls this when ``last_drop`` is set (one attribute read per message on
+        the hot path; the address is looked up only then)."""
+        kind, reason = stats.last_drop
+        stats.last_drop = None
+        self.dropped(address, kind, reason, now)
 
     def explain(self) -> str:
         """A sentence on what was dropped and from where ("" if nothing was), for errors."""

@@ -182,7 +182,8 @@ class _SocketActor(pykka.ThreadingActor):
                       id=config.identity.decode())
         self._sockets_made = itertools.count(1)
         slots = slots_of(config.actor_class)
-        self.lanes = Lanes(config.capacity, config.event_buffer, reusable=is_async(config.actor_class))
+        asynchronous = is_async(config.actor_class)
+        self.lanes = Lanes(config.capacity, config.event_buffer, reusable=asynchronous)
         now = time.monotonic()
         self.lane_list = [
             _Lane(endpoint, WorkerEngine(
@@ -197,7 +198,7 @@ class _SocketActor(pykka.ThreadingActor):
         self.pool = Pool(self._start_procedure_actor, config.pool_size, self.actor_ref,
                          self.lanes.actor_ready, max_restarts=config.max_restarts,
                          restart_window=config.restart_window, slots=slots,
-                         cancels_tasks=is_async(config.actor_class))
+                         cancels_tasks=asynchronous)
         self.loop = SocketLoop(self.inbox.mailbox, self)
         self._stopping = False
 
@@ -249,12 +250,11 @@ class _SocketActor(pykka.ThreadingActor):
         self.loop.watch(monitor, lambda: self._on_monitor(lane))
 
     def _receive(self, lane: _Lane, frames: list[bytes]) -> None:
-        lane.engine.receive(frames, time.monotonic())
+        now = time.monotonic()
+        lane.engine.receive(frames, now)
         stats = lane.engine.session.stats
         if stats.last_drop is not None:
-            kind, reason = stats.last_drop
-            stats.last_drop = None
-            lane.drops.dropped(lane.endpoint, kind, reason, time.monotonic())
+            lane.drops.take(stats, lane.endpoint, now)
 
     def _close_socket(self, lane: _Lane, linger: int | None = None) -> None:
         if lane.socket is not None:
