@@ -40,7 +40,7 @@ from ._security import (
     resolve_key,
     start_authenticator,
 )
-from .protocol import DEFAULT_MAX_MESSAGE_SIZE, ClientProtocol, FrameCodec, check_settings
+from .protocol import DEFAULT_MAX_MESSAGE_SIZE, ClientProtocol, FrameCodec, check_settings, peer_name
 
 __all__ = ["Client"]
 
@@ -137,9 +137,9 @@ class _Driver:
             try:
                 send_frames(socket, [peer, *frames])
             except zmq.Again:
-                logger.warning("worker %s is not keeping up; a message was dropped", _text(peer))
+                logger.warning("worker %s is not keeping up; a message was dropped", peer_name(peer))
             except zmq.ZMQError as exc:
-                logger.warning("could not send to worker %s: %s", _text(peer), exc)
+                logger.warning("could not send to worker %s: %s", peer_name(peer), exc)
 
     def _deliver_events(self) -> None:
         """Decode the events received and hand them to the subscribers (none: dropped unread)."""
@@ -541,10 +541,6 @@ def _peer_address(frame: zmq.Frame) -> str:
         return str(frame.get("Peer-Address"))
     except (zmq.ZMQError, KeyError, ValueError):
         return ""
-
-
-def _text(peer: bytes) -> str:
-    return peer.decode(errors="replace")
 
 
 _OUTCOMES = ("succeeded", "raised", "timed_out", "no_worker", "lost", "protocol", "cancelled", "closed")

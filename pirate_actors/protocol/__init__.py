@@ -26,6 +26,7 @@ from ._session import (
     WorkerProtocol,
     WorkerRegistered,
     WorkerState,
+    peer_name,
 )
 from ._wire import (
     CALLS_HEADER,
@@ -107,6 +108,7 @@ __all__ = [
     "WorkerProtocol",
     "WorkerRegistered",
     "WorkerState",
+    "peer_name",
     "check_settings",
     "split_deadline",
     "with_deadline",

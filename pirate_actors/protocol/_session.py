@@ -51,6 +51,7 @@ __all__ = [
     "WorkerProtocol",
     "WorkerRegistered",
     "WorkerState",
+    "peer_name",
 ]
 
 logger = logging.getLogger("pirate_actors.protocol")
@@ -586,7 +587,7 @@ class ClientProtocol:
                 seal = Seal(worker.client_nonce, worker.nonce, worker.seq_out)
         elif command is not Command.DISCONNECT:
             raise LocalProtocolError(
-                f"cannot send {command.name} to worker {_name(peer)}: not registered")
+                f"cannot send {command.name} to worker {peer_name(peer)}: not registered")
         frames = self.codec.encode(message, seal) if seal is not None else self.codec.encode(message)
         self.stats.sent += 1
         return peer, frames
@@ -631,7 +632,7 @@ class ClientProtocol:
             if isinstance(message, Disconnect):
                 return [], []
             # A worker we do not know (we restarted, or declared it dead): make it register again.
-            logger.info("worker %s is not registered; asking it to register again", _name(peer))
+            logger.info("worker %s is not registered; asking it to register again", peer_name(peer))
             return [], [self._out(peer, Command.DISCONNECT, Disconnect(True), now)]
         return self._from_worker(peer, worker, message, now), []
 
@@ -639,7 +640,7 @@ class ClientProtocol:
         """``record`` is now the worker at ``peer``; one it replaces (the same routing id, or the
         same worker id and lane over another connection) is gone."""
         events: list[Event] = []
-        record.id = record.ready.id or _name(peer)
+        record.id = record.ready.id or peer_name(peer)
         old = self.workers.pop(peer, None)
         if old is not None:
             self._ended(peer, old)
@@ -676,7 +677,7 @@ class ClientProtocol:
         pending = self.pending.get(peer)
         if known is not None and (known[0] != peer or seal.seq <= known[1].seq_in):
             # A session is bound to one connection: from another, or not newer, it is a replay.
-            self.stats.drop("replayed", f"a {type(message).__name__} sent before, from {_name(peer)}")
+            self.stats.drop("replayed", f"a {type(message).__name__} sent before, from {peer_name(peer)}")
             return [], []
         if pending is not None and seal.sender == pending.nonce:
             if seal.receiver == pending.client_nonce:  # the proof: it has the key and our nonce
@@ -692,7 +693,7 @@ class ClientProtocol:
                 pending.seq_in = seal.seq
                 self.stats.received += 1
                 return [], [self._heartbeat(peer, now, pending)]
-            self.stats.drop("replayed", f"a {type(message).__name__} for another session, from {_name(peer)}")
+            self.stats.drop("replayed", f"a {type(message).__name__} for another session, from {peer_name(peer)}")
             return [], []
         if isinstance(message, Ready) and seal.receiver == 0:
             self.stats.received += 1
@@ -711,7 +712,7 @@ class ClientProtocol:
         # register again, sealed within that session so the worker takes it.
         known[1].seq_in = seal.seq
         self.stats.received += 1
-        logger.info("worker %s is not registered; asking it to register again", _name(peer))
+        logger.info("worker %s is not registered; asking it to register again", peer_name(peer))
         return [], [self._out(peer, Command.DISCONNECT, Disconnect(True), now, record=known[1])]
 
     def _from_worker(
@@ -784,7 +785,7 @@ class ClientProtocol:
         return out
 
 
-def _name(peer: bytes) -> str:
+def peer_name(peer: bytes) -> str:
     """A routing id for logs: as text when it is, else in hex."""
     try:
         text = peer.decode()
