@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import heapq
+import itertools
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -30,6 +31,7 @@ from .protocol import (
     STARTED,
     BadCalls,
     CallsReceived,
+    CapacityChanged,
     ClientProtocol,
     Command,
     Entry,
@@ -76,6 +78,81 @@ class Call:
 
 Outcome = tuple[CallFuture, Any, "BaseException | None"]
 
+_Vacancy = tuple[int, int, bytes, WorkerPeer]
+"""(-free, order, routing id, record) as they were when the entry was made."""
+
+
+class Vacancies:
+    """Registered workers by free capacity, one heap per set of procedures served, so that
+    dispatch finds the freest worker for a procedure in O(log workers) rather than scanning
+    every worker for every call.
+
+    An index over :attr:`ClientProtocol.workers`, never a second record: an entry says what a
+    worker's free capacity was when it changed; one that no longer matches its worker (which
+    has changed again, is leaving, or is gone) is dropped when it comes to the top. Whoever
+    changes a worker's calls or capacity calls :meth:`changed`.
+    """
+
+    def __init__(self, workers: dict[bytes, WorkerPeer]) -> None:
+        self._workers = workers
+        self._heaps: dict[frozenset[str], list[_Vacancy]] = {}
+        self._serving: dict[str, list[list[_Vacancy]]] = {}
+        """Per procedure, the heaps of the workers that serve it (rebuilt as groups come and go)."""
+        self._order = itertools.count()
+        """Ties go to the worker whose free capacity changed first: calls spread round robin."""
+
+    def changed(self, peer: bytes, worker: WorkerPeer) -> None:
+        heap = self._heaps.get(worker.procedures)
+        if heap is None:
+            heap = self._heaps[worker.procedures] = []
+            self._serving.clear()
+        heapq.heappush(heap, (-worker.free, next(self._order), peer, worker))
+        if len(heap) > 4 * len(self._workers) + 64:
+            self._rebuild(worker.procedures)
+
+    def _rebuild(self, procedures: frozenset[str]) -> None:
+        """Only the current entries of one group: stale ones deeper in the heap pile up."""
+        heap = self._heaps[procedures]  # in place: _serving holds it too
+        heap[:] = [(-w.free, next(self._order), p, w) for p, w in self._workers.items()
+                   if w.procedures == procedures and w.state is _REGISTERED]
+        if heap:
+            heapq.heapify(heap)
+        else:
+            del self._heaps[procedures]
+            self._serving.clear()
+
+    def _top(self, heap: list[_Vacancy]) -> _Vacancy | None:
+        workers = self._workers
+        while heap:
+            entry = heap[0]
+            worker = entry[3]
+            if workers.get(entry[2]) is worker and worker.state is _REGISTERED and -entry[0] == worker.free:
+                return entry
+            heapq.heappop(heap)
+        return None
+
+    def best(self, procedure: str) -> bytes | None:
+        """The freest registered worker that serves ``procedure``, or if none does the freest
+        of all (it answers UnknownProcedure); None while those are full."""
+        heaps = self._serving.get(procedure)
+        if heaps is None:
+            heaps = self._serving[procedure] = [
+                heap for procedures, heap in self._heaps.items() if procedure in procedures]
+        best = self._freest(heaps)
+        if best is None:
+            best = self._freest(list(self._heaps.values()))
+        if best is None or best[0] >= 0:
+            return None
+        return best[2]
+
+    def _freest(self, heaps: list[list[_Vacancy]]) -> _Vacancy | None:
+        best: _Vacancy | None = None
+        for heap in heaps:
+            top = self._top(heap)
+            if top is not None and (best is None or top < best):
+                best = top
+        return best
+
 
 class ClientEngine:
     """Calls in, frames and outcomes out. Not thread-safe: one thread drives it."""
@@ -115,6 +192,7 @@ class ClientEngine:
         self.settled: collections.deque[Outcome] = collections.deque()
         self._requests: dict[bytes, list[Entry]] = {}
         self._cancels: dict[bytes, list[Entry]] = {}
+        self._vacancies = Vacancies(session.workers)
 
     # -- derived counts
 
@@ -130,13 +208,17 @@ class ClientEngine:
         """Workers that take calls now (leaving ones do not)."""
         return sum(1 for worker in self.session.workers.values() if worker.state is _REGISTERED)
 
+    def _any_registered(self) -> bool:
+        """``registered() > 0``, without counting them all (it is asked for every call)."""
+        return any(worker.state is _REGISTERED for worker in self.session.workers.values())
+
     # -- input: calls
 
     def submit(self, call: Call, now: float) -> None:
         self.submitted += 1
         self.calls[call.request_id] = call
         call.future._attempts = call.attempts
-        if call.registrations == -1 and not self.registered():
+        if call.registrations == -1 and not self._any_registered():
             call.registrations = self.registrations
         if call.deadline is not None:
             deadlines = self._deadlines
@@ -217,7 +299,7 @@ class ClientEngine:
                 continue
             saw_worker = (
                 call.registrations == -1 or call.registrations != self.registrations
-                or self.registered() > 0
+                or self._any_registered()
             )
             self._drop(request_id)
             wait = deadline - call.submitted
@@ -233,7 +315,7 @@ class ClientEngine:
         deadline = self.session.next_deadline()
         if self._deadlines:
             deadline = min(deadline, self._deadlines[0][0])
-        if self._queues and not self.registered():
+        if self._queues and not self._any_registered():
             oldest = min(min(c.submitted for c in q.values()) for q in self._queues.values())
             deadline = min(deadline, max(oldest, self.no_worker_since) + self.timeout)
         return deadline
@@ -285,9 +367,10 @@ class ClientEngine:
             return
         heads = [(next(iter(queue)), procedure) for procedure, queue in self._queues.items()]
         heapq.heapify(heads)
+        vacancies = self._vacancies
         while heads:
             request_id, procedure = heads[0]
-            peer = self._best_worker(procedure, workers)
+            peer = vacancies.best(procedure)
             if peer is None:
                 heapq.heappop(heads)  # waits; later procedures still go
                 continue
@@ -316,24 +399,8 @@ class ClientEngine:
             call.attempts.append(worker.id)
             call.future.worker = worker.id
             worker.calls.add(request_id)
+            vacancies.changed(peer, worker)
             self._requests.setdefault(peer, []).append(Entry(request_id, flags, body))
-
-    @staticmethod
-    def _best_worker(procedure: str, workers: dict[bytes, WorkerPeer]) -> bytes | None:
-        best: bytes | None = None
-        best_free = 0
-        serves = False
-        for peer, worker in workers.items():
-            if worker.state is not _REGISTERED:
-                continue
-            offers = procedure in worker.procedures
-            if offers and not serves:
-                serves, best, best_free = True, None, 0  # from now on only those that serve it
-            if offers or not serves:
-                free = worker.capacity - len(worker.calls)
-                if free > best_free:
-                    best, best_free = peer, free
-        return best
 
     def _requeue(self, call: Call) -> None:
         """A call goes back to the queue, ahead of newer calls of its procedure."""
@@ -368,8 +435,11 @@ class ClientEngine:
                 )
                 self.registrations += 1
                 self.workers_changed = True
+                self._vacancies.changed(event.peer, self.session.workers[event.peer])
             elif isinstance(event, WorkerGone):
                 self._worker_gone(event, now)
+            elif isinstance(event, CapacityChanged):
+                self._vacancies.changed(event.peer, self.session.workers[event.peer])
             elif isinstance(event, WorkerLeaving):
                 worker = self.session.workers.get(event.peer)
                 if worker is not None:
@@ -423,7 +493,7 @@ class ClientEngine:
         return self.retries if call.procedure in worker.ready.idempotent else 0
 
     def _workers_changed(self, now: float) -> None:
-        if not self.registered():
+        if not self._any_registered():
             self.no_worker_since = now
         self.workers_changed = True
 
@@ -470,6 +540,7 @@ class ClientEngine:
             worker = self.session.workers.get(call.peer)
             if worker is not None:
                 worker.calls.discard(call.request_id)
+                self._vacancies.changed(call.peer, worker)
 
     def _finish(self, call: Call, *, result: Any = None, exception: BaseException | None = None) -> None:
         """The call is over: forget it; its future is settled by the driver."""
@@ -483,7 +554,7 @@ class ClientEngine:
         self.settled.append((call.future, result, exception))
 
     def _expire_queued(self, now: float) -> None:
-        if not self._queues or self.registered():
+        if not self._queues or self._any_registered():
             return
         for queue in list(self._queues.values()):
             for call in list(queue.values()):

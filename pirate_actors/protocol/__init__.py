@@ -11,6 +11,7 @@ frame.
 from ._session import (
     BadCalls,
     CallsReceived,
+    CapacityChanged,
     ClientLost,
     ClientProtocol,
     ClientRegistered,
@@ -64,6 +65,7 @@ from ._wire import (
 
 __all__ = [
     "BadCalls",
+    "CapacityChanged",
     "CALLS_HEADER",
     "Calls",
     "Capacity",

@@ -35,6 +35,7 @@ from ._wire import (
 
 __all__ = [
     "BadCalls",
+    "CapacityChanged",
     "CallsReceived",
     "EventsReceived",
     "ClientLost",
@@ -169,6 +170,13 @@ class WorkerLeaving:
 
 
 @dataclass(frozen=True)
+class CapacityChanged:
+    """Client side: a worker announced a new capacity (its record already has it)."""
+
+    peer: bytes
+
+
+@dataclass(frozen=True)
 class WorkerGone:
     """Client side: a worker is gone (silent too long, left, or restarted); its calls are lost.
     ``worker`` is its last record, with the calls it held."""
@@ -182,7 +190,7 @@ class WorkerGone:
 
 
 Event = Union[ClientRegistered, ClientLost, CallsReceived, BadCalls, EventsReceived,
-              WorkerRegistered, WorkerLeaving, WorkerGone]
+              WorkerRegistered, WorkerLeaving, CapacityChanged, WorkerGone]
 
 
 def _decode_counted(
@@ -743,7 +751,7 @@ class ClientProtocol:
             return [EventsReceived(peer, message.entries)]
         if isinstance(message, Capacity):
             worker.capacity = message.capacity
-            return []
+            return [CapacityChanged(peer)]
         self.stats.drop("malformed", f"an unexpected {type(message).__name__} from worker {worker.id}")
         return []
 
