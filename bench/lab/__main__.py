@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 
 from .net import Network, enter_namespace, remove_leftovers, unavailable_reason
-from .scenarios import FULL, ROOT, SCENARIOS, SHORT, Lab, Outcome
+from .scenarios import DEFAULT, FULL, ROOT, SCENARIOS, SHORT, Lab, Outcome
 
 
 class _Stopped(BaseException):
@@ -48,14 +48,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "throughput, a partition, churn and a client restart, each checked and printed on one "
         "line. Needs root; anywhere else it says why and skips (exit 0).")
     parser.add_argument("scenarios", nargs="*", metavar="SCENARIO",
-                        help=f"any of {', '.join(SCENARIOS)} (default: all, in that order)")
+                        help=f"any of {', '.join(SCENARIOS)} (default: {' '.join(DEFAULT)})")
     parser.add_argument("--short", action="store_true",
                         help="the CI form: 2 hosts x 3 workers, short durations (about a minute)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the folder of logs and side-effect files even if all passed")
     parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr too")
     options = parser.parse_args(argv)
-    names = options.scenarios or list(SCENARIOS)
+    names = options.scenarios or list(DEFAULT)
     unknown = [name for name in names if name not in SCENARIOS]
     if unknown:
         parser.error(f"unknown scenario {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")

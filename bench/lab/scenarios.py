@@ -278,6 +278,17 @@ def outcome_name(future: concurrent.futures.Future[Any]) -> str:
     return "ok" if exception is None else type(exception).__name__
 
 
+def first_failure(calls: Iterable[Call], hung: set[int]) -> str:
+    """The first failed call's exception and the workers it was sent to, for a FAIL line."""
+    for call in calls:
+        if call.tag in hung or not call.future.done() or call.future.cancelled():
+            continue
+        exception = call.future.exception(timeout=0)
+        if exception is not None:
+            return f"first: {call.kind} call {call.tag}: {type(exception).__name__}: {exception}"
+    return ""
+
+
 def wait_until(deadline: float) -> None:
     """Sleep until ``deadline`` (the scenario's own timeline: cut for 10 s, one kill a second)."""
     while (left := deadline - time.monotonic()) > 0:
@@ -317,7 +328,8 @@ def throughput(lab: Lab) -> Outcome:
     if share < 0.8:
         problems.append(f"{share:.1%} of the ideal is below 80 %")
     if failed:
-        problems.append(f"{failed} calls failed: {dict(outcomes)}")
+        problems.append(f"{failed} calls failed: {dict(outcomes)}, "
+                        f"{first_failure(load.calls.values(), hung)}")
     if hung:
         problems.append(f"{len(hung)} calls hung")
     if load.error is not None:
@@ -335,25 +347,38 @@ def throughput(lab: Lab) -> Outcome:
 
 
 def partition(lab: Lab) -> Outcome:
-    """One host's link cut for ``cut`` seconds under a load of idempotent calls, then healed."""
+    """One host's link cut for ``cut`` seconds under a load of idempotent calls, then healed:
+    the issue's partition. The other hosts have room, so the client sends the cut-off calls
+    there as soon as it has given the host up."""
+    return _partition(lab, "partition", [lab.settings.hosts - 1])
+
+
+def isolation(lab: Lab) -> Outcome:
+    """Every host's link cut at once (the client's own network fails), then healed: the calls
+    that were out have nowhere else to go, so they are sent again once the workers are back,
+    and what finished during the cut must come from the outcomes the workers kept (SPEC §10)."""
+    return _partition(lab, "isolation", list(range(lab.settings.hosts)))
+
+
+def _partition(lab: Lab, name: str, hosts: list[int]) -> Outcome:
     s = lab.settings
-    name = "partition"
-    host = s.hosts - 1
     folder = lab.side_effects(name)
     with lab.client() as client:
         problems = fleet_ready(lab, client)
         if problems:
             return Outcome(name, False, f"{name}: {verdict(problems)}")
         ids = registered_names(client)
-        victims = {ids[n] for n in lab.fleet.names(host)}
-        victim_pids = lab.fleet.pids(host)
+        cut_names = [n for host in hosts for n in lab.fleet.names(host)]
+        victims = {ids[n] for n in cut_names}
+        victim_pids = {pid for host in hosts for pid in lab.fleet.pids(host)}
         load = Load(client, s.partition_load,
                     lambda tag: ("work", "work", (folder, tag, s.partition_work))).start()
         wait_until(time.monotonic() + 2 * s.partition_work + 0.5)  # every worker has some
         on_victim = {c.tag for c in list(load.calls.values())
                      if not c.future.done() and getattr(c.future, "worker", None) in victims}
         cut = time.monotonic()
-        lab.net.cut(host)
+        for host in hosts:
+            lab.net.cut(host)
         detected = None
         while time.monotonic() < cut + s.cut:
             if not victims & set(registered_names(client).values()):
@@ -362,8 +387,9 @@ def partition(lab: Lab) -> Outcome:
             time.sleep(0.01)
         wait_until(cut + s.cut)
         healed = time.monotonic()
-        lab.net.heal(host)
-        back = wait_registered(client, lab.fleet.names(host), 10.0)
+        for host in hosts:
+            lab.net.heal(host)
+        back = wait_registered(client, cut_names, 10.0)
         wait_until(time.monotonic() + s.after_heal)
         load.stop()
         hung = load.drain(s.drain)
@@ -387,11 +413,17 @@ def partition(lab: Lab) -> Outcome:
     twice_on_one = _twice_on_one_worker(runs)
     beyond_attempts = {tag for tag, tag_runs in runs.items()
                        if tag in calls and len(tag_runs) > len(_attempts(calls[tag]))}
+    # Sent again and answered without a second run: the worker's kept outcome (SPEC §10).
+    from_kept = {tag for tag in finished_there
+                 if len(_attempts(calls[tag])) > 1 and len(runs[tag]) == 1}
 
+    where = (f"host h{hosts[0]}" if len(hosts) == 1 else f"all {len(hosts)} hosts")
+    rerun_note = (f", {len(rerun_elsewhere)} had been sent elsewhere on detection (as retries must)"
+                  if rerun_elsewhere else "")
     detection = None if detected is None else detected - cut
     reregistration = None if back is None else back - healed
     if failed:
-        problems.append(f"{failed} calls failed: {dict(outcomes)}")
+        problems.append(f"{failed} calls failed: {dict(outcomes)}, {first_failure(calls.values(), hung)}")
     if hung:
         problems.append(f"{len(hung)} calls hung")
     if cut_ok != len(cut_off):
@@ -413,14 +445,14 @@ def partition(lab: Lab) -> Outcome:
     if load.error is not None:
         problems.append(f"the load stopped: {load.error!r}")
     line = (
-        f"{name}: host h{host} ({len(victims)} workers) cut off for {s.cut:g} s under "
+        f"{name}: {where} ({len(victims)} workers) cut off for {s.cut:g} s under "
         f"{s.partition_load} idempotent {s.partition_work:g} s calls in flight: detected in "
         f"{_secs(detection)} (<= {s.detection_bound:g} s), all re-registered {_secs(reregistration)} "
         f"after the heal (<= {REREGISTRATION_BOUND:g} s); {len(cut_off)} calls were on it: {cut_ok} "
         f"succeeded ({len(cut_off) - came_back} elsewhere, {came_back} on it after the heal); "
         f"{len(finished_there)} finished there during the cut, {len(redone_after_heal)} redone "
-        f"after the heal ({len(rerun_elsewhere)} had been sent elsewhere on detection, as retries "
-        f"must); {len(calls)} calls, {failed} failed, {len(hung)} hung, {len(twice_on_one)} ran "
+        f"after the heal, {len(from_kept)} answered from the outcome kept there"
+        f"{rerun_note}; {len(calls)} calls, {failed} failed, {len(hung)} hung, {len(twice_on_one)} ran "
         f"twice on one worker: {verdict(problems)}"
     )
     return Outcome(name, not problems, line)
@@ -486,7 +518,8 @@ def churn(lab: Lab) -> Outcome:
     twice_on_one = _twice_on_one_worker({t: r for t, r in runs.items() if t in calls})
     beyond_attempts = [t for t, r in runs.items() if t in calls and len(r) > len(_attempts(calls[t]))]
     if idem_failed:
-        problems.append(f"{idem_failed} idempotent calls failed: {dict(idem)}")
+        problems.append(f"{idem_failed} idempotent calls failed: {dict(idem)}, "
+                        f"{first_failure((c for c in calls.values() if c.kind == 'work'), hung)}")
     if idem["hung"] or unsafe["hung"]:
         problems.append(f"{idem['hung'] + unsafe['hung']} calls hung")
     if unsafe_other:
@@ -551,7 +584,7 @@ def client_restart(lab: Lab) -> Outcome:
     in this process. Each time: every worker registered again within 1.5 s of the bind, and
     the new client's calls all end."""
     s = lab.settings
-    name = "client restart"
+    name = "restart"
     problems: list[str] = []
     actors = len(lab.fleet.members) * s.pool_size
     with open(lab.folder / "client-processes.log", "ab") as log:
@@ -621,8 +654,13 @@ def client_restart(lab: Lab) -> Outcome:
 SCENARIOS: dict[str, Callable[[Lab], Outcome]] = {
     "throughput": throughput,
     "partition": partition,
+    "isolation": isolation,
     "churn": churn,
     "restart": client_restart,
 }
 
-__all__ = ["FULL", "SCENARIOS", "SHORT", "Lab", "Outcome", "Settings"]
+DEFAULT = ("throughput", "partition", "churn", "restart")
+"""The issue's scenarios, run when none is named. ``isolation`` goes beyond them (every host
+cut at once) and runs only when named."""
+
+__all__ = ["DEFAULT", "FULL", "SCENARIOS", "SHORT", "Lab", "Outcome", "Settings"]
