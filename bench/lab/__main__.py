@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import logging
 import os
@@ -50,7 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("scenarios", nargs="*", metavar="SCENARIO",
                         help=f"any of {', '.join(SCENARIOS)} (default: {' '.join(DEFAULT)})")
     parser.add_argument("--short", action="store_true",
-                        help="the CI form: 2 hosts x 3 workers, short durations (about a minute)")
+                        help="the CI form: 2 hosts x 3 workers, short durations (under a minute)")
+    parser.add_argument("--churn-every", metavar="S", type=float, default=None,
+                        help="seconds between kills in churn (default: 1, and 2 with --short)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the folder of logs and side-effect files even if all passed")
     parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr too")
@@ -66,6 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     settings = SHORT if options.short else FULL
+    if options.churn_every is not None:
+        if not options.churn_every > 0:
+            parser.error("--churn-every must be > 0")
+        settings = dataclasses.replace(settings, churn_every=options.churn_every)
     folder = Path(tempfile.mkdtemp(prefix="pirate-lab-"))
     os.chmod(folder, 0o755)
     logging.basicConfig(

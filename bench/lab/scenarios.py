@@ -54,6 +54,8 @@ class Settings:
     after_heal: float = 2.0
     # churn
     churn_seconds: int = 60
+    churn_every: float = 1.0
+    """Seconds between kills."""
     churn_load: int = 128
     churn_work: float = 0.2
     # client restart
@@ -75,7 +77,7 @@ FULL = Settings(hosts=4, per_host=8)
 SHORT = Settings(
     hosts=2, per_host=3, register_timeout=60.0, in_flight=64, warmup=2.0, window=6.0,
     partition_load=12, partition_work=0.5, cut=4.0, after_heal=1.0,
-    churn_seconds=12, churn_load=24, restart_nap=1.5, restart_calls=48, drain=20.0,
+    churn_seconds=16, churn_every=2.0, churn_load=24, restart_nap=1.5, restart_calls=48, drain=20.0,
 )
 
 REREGISTRATION_BOUND = 1.5
@@ -491,8 +493,9 @@ def churn(lab: Lab) -> Outcome:
             return Outcome(name, False, f"{name}: {verdict(problems)}")
         load = Load(client, s.churn_load, make).start()
         begin = time.monotonic()
-        for second in range(1, s.churn_seconds + 1):
-            wait_until(begin + second)
+        kills = int(s.churn_seconds / s.churn_every)
+        for kill in range(1, kills + 1):
+            wait_until(begin + kill * s.churn_every)
             victim = rng.choice(sorted(lab.fleet.names()))
             host = lab.fleet.members[victim].host
             lab.fleet.kill(victim)
@@ -536,8 +539,9 @@ def churn(lab: Lab) -> Outcome:
     if load.error is not None:
         problems.append(f"the load stopped: {load.error!r}")
     line = (
-        f"{name}: a worker SIGKILLed and a new one started every second for {s.churn_seconds} s "
-        f"({s.churn_seconds} kills), {s.churn_load} calls of {s.churn_work:g} s in flight: "
+        f"{name}: a worker SIGKILLed and a new one started every {s.churn_every:g} s for "
+        f"{s.churn_seconds} s ({kills} kills, {len(lab.fleet.members)} workers), "
+        f"{s.churn_load} calls of {s.churn_work:g} s in flight: "
         f"idempotent {sum(idem.values())} calls, {idem['ok']} succeeded, {idem_failed} failed, "
         f"{idem['hung']} hung ({retried} calls sent again); non-idempotent {sum(unsafe.values())} "
         f"calls, {unsafe['ok']} results + {unsafe['WorkerLost']} WorkerLost, {unsafe_other} other, "
