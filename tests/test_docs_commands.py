@@ -27,13 +27,13 @@ from __future__ import annotations
 import ast
 import concurrent.futures
 import configparser
+import dataclasses
 import json
 import os
 import re
 import shlex
 import signal
 import subprocess
-import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -197,10 +197,7 @@ def commands(path: Path, root: Path = ROOT) -> list[Command]:
 
 
 def _with_output(command: Command, output: list[str]) -> Command:
-    while output and not output[-1].strip():
-        output.pop()
-    return Command(command.doc, command.line, command.text, command.comment, command.section,
-                   command.block, tuple(output))
+    return dataclasses.replace(command, output=tuple("\n".join(output).rstrip().splitlines()))
 
 
 def unlabelled_commands(path: Path, root: Path = ROOT) -> list[str]:
@@ -767,7 +764,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
         return dict(zip([s.name for s in SCENARIOS], pool.map(run, SCENARIOS)))
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(90)
 @pytest.mark.parametrize("name", [s.name for s in SCENARIOS])
 def test_the_docs_commands_run_as_written(name: str, outcomes: dict[str, list[str]]) -> None:
     failures = outcomes[name]
