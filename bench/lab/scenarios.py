@@ -451,7 +451,7 @@ def _partition(lab: Lab, name: str, hosts: list[int]) -> Outcome:
         f"{s.partition_load} idempotent {s.partition_work:g} s calls in flight: detected in "
         f"{_secs(detection)} (<= {s.detection_bound:g} s), all re-registered {_secs(reregistration)} "
         f"after the heal (<= {REREGISTRATION_BOUND:g} s); {len(cut_off)} calls were on it: {cut_ok} "
-        f"succeeded ({len(cut_off) - came_back} elsewhere, {came_back} on it after the heal); "
+        f"succeeded ({cut_ok - came_back} elsewhere, {came_back} on it after the heal); "
         f"{len(finished_there)} finished there during the cut, {len(redone_after_heal)} redone "
         f"after the heal, {len(from_kept)} answered from the outcome kept there"
         f"{rerun_note}; {len(calls)} calls, {failed} failed, {len(hung)} hung, {len(twice_on_one)} ran "
