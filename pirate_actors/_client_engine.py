@@ -371,8 +371,12 @@ class ClientEngine:
         while heads:
             request_id, procedure = heads[0]
             peer = vacancies.best(procedure)
-            if peer is None:
-                heapq.heappop(heads)  # waits; later procedures still go
+            if peer is None or (self._queues[procedure][request_id].losses
+                                and _silent(workers[peer], now)):
+                # Waits; later procedures still go. A call already lost once waits too rather
+                # than go to a worker that missed its heartbeat: hosts cut off together are
+                # given up one by one, and it would burn its retries on each.
+                heapq.heappop(heads)
                 continue
             queue = self._queues[procedure]
             call = queue.pop(request_id)
@@ -577,6 +581,11 @@ class ClientEngine:
             if call.peer is None:
                 self._unqueue(call)
             self._finish(call, exception=PirateError(error))
+
+
+def _silent(worker: WorkerPeer, now: float) -> bool:
+    """Has ``worker`` said nothing for longer than its heartbeat (it sends at least that often)?"""
+    return now - worker.peer.last_received > worker.peer.heartbeat
 
 
 def _nothing() -> str:

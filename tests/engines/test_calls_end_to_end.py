@@ -279,3 +279,24 @@ def test_a_client_that_closes_touches_only_its_own_calls_on_a_shared_worker(make
     cluster.run(0.5)
     assert theirs.result(0) == "pong"
     assert len(worker.live_actors()) == 2
+
+
+def test_a_retried_call_skips_a_worker_that_has_missed_its_heartbeat(cluster: Cluster) -> None:
+    """Hosts cut off together are given up one by one, a little apart: a call handed back by
+    the first must not go to another that is just as silent and burn its retries there."""
+    client = cluster.clients["client"]
+    first = cluster.add_worker("first", pool_size=1, prefetch=0, idempotent=("ping",))
+    future = client.submit("ping")
+    cluster.settle()
+    assert first.holds(future)
+    cluster.add_worker("silent", pool_size=4, idempotent=("ping",))  # the freest: chosen if not skipped
+    cluster.add_worker("alive", pool_size=1, prefetch=0, idempotent=("ping",))
+    alive = cluster.workers[b"alive"]
+    cluster.settle()
+    cluster.freeze("first")
+    cluster.run(1.5)
+    cluster.freeze("silent")
+    cluster.run_until(lambda: alive.holds(future))
+    alive.finish(future, "pong")
+    cluster.settle()
+    assert future.result(0) == "pong" and future.attempts == ("first", "alive")
