@@ -2,6 +2,8 @@
 
 The worker always runs in its own process; so does the client, so that its CPU time and RSS can be
 read on their own and so that the driver's bookkeeping never competes with it for the GIL.
+The throughput windows call ``compare("uno", "dos")`` and ``echo(1 MiB)`` (``bench.workload``), as
+every RPC contender does; the probes call ``ping()``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import itertools
 import threading
 import time
 from typing import Any
+
+from bench.workload import ARGS, PAYLOAD
 
 
 def availability() -> str | None:
@@ -94,20 +98,22 @@ class PirateClient:
             raise RuntimeError("pirate ping gave the wrong answer")
 
     def sync(self, seconds: float) -> dict[str, Any]:
-        """``client.call()`` one at a time for ``seconds``."""
+        """``client.call("compare", "uno", "dos")`` one at a time for ``seconds``."""
         call = self.client.call
+        a, b = ARGS
         clock = time.perf_counter
         n = 0
         t0 = clock()
         deadline = t0 + seconds
         now = t0
         while now < deadline:
-            call("ping")
+            call("compare", a, b)
             n += 1
             now = clock()
         return {"count": n, "elapsed": now - t0}
 
-    def _pump(self, depth: int, until: float | None, total: int | None) -> tuple[int, int, int]:
+    def _pump(self, depth: int, until: float | None, total: int | None,
+              procedure: str = "ping", args: tuple[Any, ...] = ()) -> tuple[int, int, int]:
         """Keep ``depth`` futures in flight with ``submit()`` until a deadline or a total count.
 
         The submitting thread waits on a semaphore that each future's done-callback releases — what a
@@ -130,7 +136,7 @@ class PirateClient:
         sent = 0
         while (clock() < deadline) if total is None else (sent < total):
             slots.acquire()
-            submit("ping").add_done_callback(done)
+            submit(procedure, *args).add_done_callback(done)
             sent += 1
         for _ in range(depth):  # drain
             if not slots.acquire(timeout=60):
@@ -138,18 +144,34 @@ class PirateClient:
         return next(in_time), next(errors), sent
 
     def inflight(self, seconds: float, depth: int) -> dict[str, Any]:
-        """``submit()`` with ``depth`` calls in flight; count replies within ``seconds``."""
+        """``submit("compare", ...)`` with ``depth`` calls in flight; count replies within ``seconds``."""
         t0 = time.perf_counter()
-        n, errors, sent = self._pump(depth, t0 + seconds, None)
+        n, errors, sent = self._pump(depth, t0 + seconds, None, "compare", ARGS)
         if errors:
             raise RuntimeError(f"pirate in flight: {errors} calls failed")
         return {"count": n, "total": sent, "elapsed": seconds}
 
     def run_calls(self, n: int, depth: int) -> dict[str, Any]:
-        """Make ``n`` calls with ``depth`` in flight (for the RSS probe)."""
+        """Make ``n`` calls of ``ping`` with ``depth`` in flight (for the RSS probe)."""
         t0 = time.perf_counter()
         done, errors, _ = self._pump(depth, None, n)
         return {"count": done, "errors": errors, "elapsed": time.perf_counter() - t0}
+
+    def big(self, seconds: float) -> dict[str, Any]:
+        """``client.call("echo", 1 MiB)`` one at a time for ``seconds``."""
+        call = self.client.call
+        payload = PAYLOAD
+        clock = time.perf_counter
+        n = 0
+        t0 = clock()
+        deadline = t0 + seconds
+        now = t0
+        while now < deadline:
+            if len(call("echo", payload)) != len(payload):
+                raise RuntimeError("pirate echo lost bytes")
+            n += 1
+            now = clock()
+        return {"count": n, "elapsed": now - t0}
 
     def stream(self, n: int) -> dict[str, Any]:
         """One call whose procedure reports ``n`` partials; time from submit to the final reply."""

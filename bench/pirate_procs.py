@@ -6,6 +6,8 @@ import time
 
 from pirate_actors import ProcedureActor
 
+from bench import workload
+
 
 class BenchProcedures(ProcedureActor):
     """Trivial procedures: the cost measured is the runtime's, not the procedure's."""
@@ -13,6 +15,14 @@ class BenchProcedures(ProcedureActor):
     def ping(self) -> str:
         """The trivial procedure."""
         return "pong"
+
+    def compare(self, str1: str, str2: str) -> tuple[bool, int]:
+        """The benchmark's call, as every RPC contender serves it (``bench.workload``)."""
+        return workload.compare(str1, str2)
+
+    def echo(self, data: bytes) -> bytes:
+        """The 1 MiB scenario: the payload, back."""
+        return data
 
     def stream(self, n: int) -> int:
         """Report ``n`` partial messages, then return ``n``."""

@@ -71,7 +71,9 @@ class Agent:
         parent, child = _CTX.Pipe()
         self.name = name
         self.proc = _CTX.Process(target=_agent_entry, args=(child, factory, args, kwargs),
-                                 name=name, daemon=True)
+                                 name=name)
+        # Not daemonic, so that a contender may start processes of its own (ProcessPoolExecutor);
+        # a child whose driver died reads EOF on its pipe and closes (see _agent_entry).
         self.proc.start()
         child.close()
         self.conn = parent

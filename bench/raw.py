@@ -5,7 +5,8 @@ DEALER that connects (like ``pirate_actors.Worker``). Every message is one small
 side (the ROUTER adds the peer's identity frame). Nothing is pickled.
 
 - echo: the client sends ``E`` + 7 bytes, the server sends the same frame back;
-- stream: the client sends ``S<n>``, the server sends ``n`` frames of 8 bytes and then ``Z``.
+- stream: the client sends ``S<n>``, the server sends ``n`` frames of 8 bytes and then ``Z``;
+- 1 MiB: the client sends ``bench.workload.PAYLOAD`` as one frame, the server echoes it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import time
 from typing import Any
 
 import zmq
+
+from bench.workload import PAYLOAD
 
 _ECHO = b"E1234567"
 _PART = b"P1234567"
@@ -92,6 +95,23 @@ class RawClient:
         for _ in range(depth - 1):  # drain, uncounted
             recv()
         return {"count": n, "total": n + depth, "elapsed": seconds}
+
+    def big(self, seconds: float) -> dict[str, Any]:
+        """1 MiB there and back, one at a time, for ``seconds``."""
+        send, recv = self.sock.send_multipart, self.sock.recv_multipart
+        msg = [self.peer, PAYLOAD]
+        clock = time.perf_counter
+        n = 0
+        t0 = clock()
+        deadline = t0 + seconds
+        now = t0
+        while now < deadline:
+            send(msg)
+            if len(recv()[1]) != len(PAYLOAD):
+                raise RuntimeError("raw echo lost bytes")
+            n += 1
+            now = clock()
+        return {"count": n, "elapsed": now - t0}
 
     def stream(self, n: int) -> dict[str, Any]:
         """Ask for ``n`` one-way messages; time from the request to the end marker."""

@@ -1,7 +1,8 @@
 """The peer: zerorpc (gevent + msgpack over pyzmq), server and client each in their own process.
 
 Named ``zrpc`` so that it never shadows the ``zerorpc`` package. For 100 calls in flight the client
-runs 100 greenlets over one ``zerorpc.Client``, each calling in a loop.
+runs 100 greenlets over one ``zerorpc.Client``, each calling in a loop. The call is
+``compare("uno", "dos")`` (``bench.workload``), as for every RPC contender.
 """
 
 from __future__ import annotations
@@ -9,13 +10,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from bench.workload import ARGS, compare
+
 
 class ZerorpcProcedures:
     """What the zerorpc server exposes."""
 
-    def ping(self) -> str:
-        """The trivial procedure."""
-        return "pong"
+    def compare(self, str1: str, str2: str) -> tuple[bool, int]:
+        """The benchmark's call."""
+        return compare(str1, str2)
 
 
 class ZerorpcServer:
@@ -40,19 +43,20 @@ class ZerorpcClient:
 
         self.client = zerorpc.Client(timeout=30)
         self.client.connect(endpoint)
-        if self.client.ping() != "pong":
-            raise RuntimeError("zerorpc ping gave the wrong answer")
+        if tuple(self.client.compare(*ARGS)) != compare(*ARGS):
+            raise RuntimeError("zerorpc compare gave the wrong answer")
 
     def sync(self, seconds: float) -> dict[str, Any]:
         """One call in flight for ``seconds``."""
-        ping = self.client.ping
+        call = self.client.compare
+        a, b = ARGS
         clock = time.perf_counter
         n = 0
         t0 = clock()
         deadline = t0 + seconds
         now = t0
         while now < deadline:
-            ping()
+            call(a, b)
             n += 1
             now = clock()
         return {"count": n, "elapsed": now - t0}
@@ -61,7 +65,8 @@ class ZerorpcClient:
         """``depth`` greenlets each calling in a loop; count replies within ``seconds``."""
         import gevent
 
-        ping = self.client.ping
+        call = self.client.compare
+        a, b = ARGS
         clock = time.perf_counter
         count = [0]
         t0 = clock()
@@ -69,7 +74,7 @@ class ZerorpcClient:
 
         def loop() -> None:
             while True:
-                ping()
+                call(a, b)
                 if clock() >= deadline:
                     return
                 count[0] += 1
