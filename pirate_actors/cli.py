@@ -940,8 +940,10 @@ def _print_error(message: str, prog: str = "pirate-call") -> None:
     print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
 
 
-class _Interrupted(Exception):
-    """Raised in the main thread by the first SIGINT/SIGTERM of a pirate-call."""
+class _Interrupted(BaseException):
+    """Raised in the main thread by the first SIGINT/SIGTERM of a pirate-call. Not an
+    Exception, so that nothing catching those swallows it (logging's emit did, when the signal
+    came while a line was being written)."""
 
 
 def call_main(argv: Sequence[str] | None = None) -> int:
