@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any
 
-from bench.workload import ARGS, PAYLOAD
+from bench.workload import ARGS, PAYLOAD, one_at_a_time
 
 
 def availability() -> str | None:
@@ -101,16 +101,7 @@ class PirateClient:
         """``client.call("compare", "uno", "dos")`` one at a time for ``seconds``."""
         call = self.client.call
         a, b = ARGS
-        clock = time.perf_counter
-        n = 0
-        t0 = clock()
-        deadline = t0 + seconds
-        now = t0
-        while now < deadline:
-            call("compare", a, b)
-            n += 1
-            now = clock()
-        return {"count": n, "elapsed": now - t0}
+        return one_at_a_time(lambda: call("compare", a, b), seconds)
 
     def _pump(self, depth: int, until: float | None, total: int | None,
               procedure: str = "ping", args: tuple[Any, ...] = ()) -> tuple[int, int, int]:

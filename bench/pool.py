@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any
 
-from bench.workload import ARGS, PAYLOAD, compare, echo, pid_after
+from bench.workload import ARGS, PAYLOAD, compare, echo, pid_after, one_at_a_time
 
 
 class PoolClient:
@@ -42,16 +42,7 @@ class PoolClient:
         """``submit(...).result()`` one at a time for ``seconds``."""
         submit = self.pool.submit
         a, b = ARGS
-        clock = time.perf_counter
-        n = 0
-        t0 = clock()
-        deadline = t0 + seconds
-        now = t0
-        while now < deadline:
-            submit(compare, a, b).result()
-            n += 1
-            now = clock()
-        return {"count": n, "elapsed": now - t0}
+        return one_at_a_time(lambda: submit(compare, a, b).result(), seconds)
 
     def inflight(self, seconds: float, depth: int) -> dict[str, Any]:
         """``depth`` futures outstanding; count the results that arrive within ``seconds``."""

@@ -19,7 +19,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from bench.workload import ARGS, PAYLOAD, compare, echo, host_port
+from bench.workload import ARGS, PAYLOAD, compare, echo, host_port, one_at_a_time
 
 OBJECT_ID = "bench"
 THREADPOOL_SIZE = 128
@@ -173,16 +173,7 @@ class PyroClient:
         """One call in flight for ``seconds``."""
         call = self.proxy.compare
         a, b = ARGS
-        clock = time.perf_counter
-        n = 0
-        t0 = clock()
-        deadline = t0 + seconds
-        now = t0
-        while now < deadline:
-            call(a, b)
-            n += 1
-            now = clock()
-        return {"count": n, "elapsed": now - t0}
+        return one_at_a_time(lambda: call(a, b), seconds)
 
     def inflight(self, seconds: float, depth: int) -> dict[str, Any]:
         """``depth`` threads, one proxy each, each calling in a loop; count replies within ``seconds``."""

@@ -14,7 +14,7 @@ import collections
 import time
 from typing import Any
 
-from bench.workload import ARGS, PAYLOAD, compare, echo, host_port
+from bench.workload import ARGS, PAYLOAD, compare, echo, host_port, one_at_a_time
 
 
 def _service() -> type:
@@ -73,16 +73,7 @@ class RpycClient:
         """One call in flight for ``seconds``."""
         call = self.compare
         a, b = ARGS
-        clock = time.perf_counter
-        n = 0
-        t0 = clock()
-        deadline = t0 + seconds
-        now = t0
-        while now < deadline:
-            call(a, b)
-            n += 1
-            now = clock()
-        return {"count": n, "elapsed": now - t0}
+        return one_at_a_time(lambda: call(a, b), seconds)
 
     def inflight(self, seconds: float, depth: int) -> dict[str, Any]:
         """``depth`` async requests outstanding; each answer sends the next; count within ``seconds``."""

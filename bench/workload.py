@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any, Callable
 
 ARGS = ("uno", "dos")
 PAYLOAD_SIZE = 1 << 20        # 1 MiB
@@ -45,3 +46,17 @@ def host_port(endpoint: str) -> tuple[str, int]:
 def payload_mb(calls: float, size: int = PAYLOAD_SIZE) -> float:
     """MB (10⁶ bytes) moved by ``calls`` echo calls, both directions counted."""
     return calls * 2 * size / 1e6
+
+
+def one_at_a_time(call: Callable[[], object], seconds: float) -> dict[str, Any]:
+    """Call ``call()`` back to back for ``seconds``: the count and the time it took."""
+    clock = time.perf_counter
+    n = 0
+    t0 = clock()
+    deadline = t0 + seconds
+    now = t0
+    while now < deadline:
+        call()
+        n += 1
+        now = clock()
+    return {"count": n, "elapsed": now - t0}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bench.workload import ARGS, compare
+from bench.workload import ARGS, compare, one_at_a_time
 
 
 class ZerorpcProcedures:
@@ -50,16 +50,7 @@ class ZerorpcClient:
         """One call in flight for ``seconds``."""
         call = self.client.compare
         a, b = ARGS
-        clock = time.perf_counter
-        n = 0
-        t0 = clock()
-        deadline = t0 + seconds
-        now = t0
-        while now < deadline:
-            call(a, b)
-            n += 1
-            now = clock()
-        return {"count": n, "elapsed": now - t0}
+        return one_at_a_time(lambda: call(a, b), seconds)
 
     def inflight(self, seconds: float, depth: int) -> dict[str, Any]:
         """``depth`` greenlets each calling in a loop; count replies within ``seconds``."""
