@@ -1,8 +1,9 @@
 """The client: a ROUTER socket in a background thread that turns replies into futures.
 
-User threads never touch the socket: ``submit``/``cancel``/``close`` put commands in a
-:class:`Mailbox` whose wake-up fd the client thread polls together with the socket (the pattern
-of pyzmq's auth thread). The thread is a thin adapter: :class:`SocketLoop` polls,
+``submit``/``cancel``/``close`` put commands in a :class:`Mailbox` whose wake-up fd the client
+thread polls together with the socket (the pattern of pyzmq's auth thread); a caller of
+``call()`` that finds the loop's lead free runs the loop's turns itself while it waits
+(leader/follower, ``Client._call``). The thread is a thin adapter: :class:`SocketLoop` polls,
 :class:`ClientEngine` decides (dispatch, requeue, deadlines, batches), and ``_Driver`` moves
 what the engine says onto the socket and into the futures.
 """
@@ -14,7 +15,10 @@ import atexit
 import concurrent.futures
 import itertools
 import logging
+import math
 import secrets
+import select
+import signal
 import threading
 import time
 import os
@@ -71,6 +75,8 @@ class _Driver:
         self.closing = False
         self.drops = DropLog(logger, f"the client at {client.endpoint}")
         self.engine.explain = self.drops.explain
+        self._stand_by_poll = select.poll()
+        self._stand_by_poll.register(client._mailbox.fd, select.POLLIN)
 
     # -- the loop's driver interface
 
@@ -170,9 +176,51 @@ class _Driver:
     # -- the end
 
     def run(self) -> None:
-        self.loop.run()
+        """The client thread: lead the loop, or stand by while a caller of ``call()`` leads
+        it (see :meth:`Client.call`), until the loop ends. The lead is never given up after
+        that: the end (goodbyes, failing what is left) is this thread's alone."""
+        lead = self.client._lead
+        while True:
+            if not lead.acquire(blocking=False):
+                time.sleep(_LEASE)  # a caller leads; look again later
+                continue
+            if self._lead():
+                break
+            lead.release()
+            self._stand_by()
         self.engine.close(time.monotonic())
         self._send_out()
+
+    def _lead(self) -> bool:
+        """Turns of the loop until it ends (True), or until nothing is in flight and a caller
+        of ``call()`` wants the lead or had it within ``_LEASE`` (False: this thread stands by)."""
+        loop, client, engine = self.loop, self.client, self.engine
+        self.flush()
+        # Just back from standing by while a caller leads: one quick look, and stand by again.
+        first: float | None = 0.0 if time.monotonic() - client._last_led < _LEASE else None
+        while True:
+            if not loop.turn(first):
+                return True
+            first = None
+            if not engine.calls and (
+                client._lead_wanted or time.monotonic() - client._last_led < _LEASE
+            ):
+                client._lead_wanted = False
+                return False
+
+    def _stand_by(self) -> None:
+        """While no thread leads: sleep until the mailbox stirs or ``_LEASE`` has passed (the
+        longest a message from a worker waits unread between two calls of a leading caller)."""
+        mailbox = self.client._mailbox
+        if not mailbox.prepare_sleep():
+            return
+        self._stand_by_poll.poll(_LEASE * 1000)  # not read here: whoever leads next reads it
+
+    def led(self) -> None:
+        """A caller stops leading: if anything is left to do, wake this thread to lead."""
+        mailbox = self.client._mailbox
+        if not mailbox.prepare_sleep() or self.engine.calls or self.closing:
+            mailbox.signal()
 
     def finish(self) -> None:
         """After the loop (even one that crashed): fail every unfinished and late call."""
@@ -254,6 +302,12 @@ class Client:
         self._registrations = 0
         self._driver: _Driver | None = None
         self._subscribers = Subscribers()
+        self._lead = threading.Lock()
+        """Held by whichever thread drives the loop: the client thread, or a caller of ``call()``."""
+        self._lead_wanted = False
+        """A caller of ``call()`` found the client thread leading: it stands by once idle."""
+        self._last_led = -math.inf
+        """When a caller last stopped leading."""
 
     # -- life cycle
 
@@ -411,7 +465,7 @@ class Client:
 
     def subscribe(self, callback: Callable[[Event], object], topic: str = "") -> Subscription:
         """Call ``callback(event)`` for every event whose topic starts with ``topic``, on the
-        client thread (keep it quick: it delays the client's other work), until the returned
+        thread that drives the client's loop (keep it quick: it delays the client's other work), until the returned
         :class:`Subscription` is closed."""
         return Subscription(self._subscribers, callback, topic)
 
@@ -436,27 +490,35 @@ class Client:
         self, procedure: str, args: tuple[Any, ...], kwargs: dict[str, Any],
         retries: int | None = None, timeout: float | None = None,
     ) -> CallFuture:
+        future, call = self._new_call(procedure, args, kwargs, retries, timeout)
+        if call is not None:
+            with self._lock:  # against close(): a call is either seen by the loop or refused
+                if self._closed:
+                    raise PirateError("the client is closed")
+                self._mailbox.put(call)
+        return future
+
+    def _new_call(
+        self, procedure: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+        retries: int | None, timeout: float | None,
+    ) -> tuple[CallFuture, Call | None]:
+        """The future and the call to queue (None: it failed already, too large or unpicklable)."""
         request_id = next(self._ids)
         future = CallFuture(procedure, self._cancel, request_id)
         try:
             body = _codec.dumps_call(procedure, args, kwargs)
         except Exception as exc:  # noqa: BLE001
             future.set_exception(ProtocolError(f"cannot pickle the arguments of {procedure!r}: {exc!r}"))
-            return future
+            return future, None
         if len(body) > self._codec.max_body():
             future.set_exception(ProtocolError(
                 f"call {procedure!r} of {len(body)} bytes exceeds max_message_size "
                 f"({self._codec.max_message_size})"
             ))
-            return future
-        with self._lock:  # against close(): a call is either seen by the loop or refused
-            if self._closed:
-                raise PirateError("the client is closed")
-            now = time.monotonic()
-            deadline = None if timeout is None else now + timeout
-            self._mailbox.put(Call(request_id, procedure, body, future, now, retries=retries,
-                                   deadline=deadline))
-        return future
+            return future, None
+        now = time.monotonic()
+        deadline = None if timeout is None else now + timeout
+        return future, Call(request_id, procedure, body, future, now, retries=retries, deadline=deadline)
 
     def map(
         self, procedure: str, /, *iterables: Iterable[Any], timeout: float | None = None
@@ -498,13 +560,71 @@ class Client:
         wait = self.timeout if timeout is None else timeout
         if not wait > 0:
             raise ValueError("timeout must be > 0")
-        # The deadline travels with the call; the client thread ends it there, wherever it is.
-        future = self._submit(procedure, args, kwargs, timeout=wait)
+        return self._call(procedure, args, kwargs, None, wait)
+
+    def _call(
+        self, procedure: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+        retries: int | None, wait: float,
+    ) -> Any:
+        """Submit and wait, leading the loop while waiting when no other thread does.
+
+        Leader/follower: a caller that finds the lead free drives the client's loop itself
+        (its turns send the call, read the reply, run the timers and take the mailbox, for
+        every call of the client), so that a call made one at a time costs no hand-off to the
+        client thread and back. The deadline travels with the call either way: whoever leads
+        ends it there, wherever it is."""
+        driver = self._driver
+        if driver is None or not self._lead.acquire(blocking=False):
+            self._lead_wanted = driver is not None
+            future = self._submit(procedure, args, kwargs, retries, wait)
+        else:
+            try:
+                future = self._lead_call(driver, procedure, args, kwargs, retries, wait)
+            finally:
+                self._last_led = time.monotonic()
+                self._lead.release()
+                driver.led()
         try:
             return future.result(wait + _GRACE)
         except concurrent.futures.TimeoutError:  # only if the client thread is stuck
             future.cancel()
             raise CallTimeout(f"{procedure!r} got no reply within {wait:g} s; cancelled") from None
+        except BaseException:
+            future.cancel()  # interrupted while waiting (a no-op for the call's own error)
+            raise
+
+    def _lead_call(
+        self, driver: _Driver, procedure: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+        retries: int | None, wait: float,
+    ) -> CallFuture:
+        """With the lead held: submit straight to the engine and take turns until the call
+        is over (or the loop ends: the client thread then fails what is left)."""
+        future, call = self._new_call(procedure, args, kwargs, retries, wait)
+        if call is None:
+            return future
+        with self._lock:
+            if self._closed:
+                raise PirateError("the client is closed")
+        if driver.closing:
+            self._mailbox.put(call)  # the client thread fails it with the others
+            return future
+        loop = driver.loop
+        interrupts = _Interrupts.for_caller(loop)
+        try:
+            driver.engine.submit(call, call.submitted)
+            driver.flush()
+            while not future.done():
+                if not loop.turn():
+                    break
+                if interrupts is not None and interrupts._pending:
+                    interrupts.deliver()
+        except BaseException:
+            future.cancel()  # interrupted (or a callback raised): the call ends with the caller
+            raise
+        finally:
+            if interrupts is not None:
+                interrupts.release()
+        return future
 
     async def acall(
         self, procedure: str, /, *args: Any, timeout: float | None = None, **kwargs: Any
@@ -549,10 +669,68 @@ _OUTCOMES = ("succeeded", "raised", "timed_out", "no_worker", "lost", "protocol"
 _GRACE = 5.0
 """How much longer ``call()`` waits than its deadline before giving up on the client thread."""
 
+_LEASE = 0.005
+"""Seconds the client thread stands by after a caller of ``call()`` last led the loop: the
+longest a worker's message waits unread between two calls made one at a time."""
+
 
 def _check_retries(retries: object) -> None:
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
         raise ValueError(f"retries must be an int >= 0, not {retries!r}")
+
+
+class _Interrupts:
+    """Keeps a signal's Python handler from running in the middle of a turn led by the main
+    thread (it would raise ``KeyboardInterrupt`` half-way through the engine's bookkeeping).
+
+    Installed once per signal, in the main thread, around the handler found there, and
+    transparent otherwise: while a caller leads, a signal that comes in its poll runs the
+    handler at once (the poll is a clean point), one that comes in the rest of a turn runs it
+    when the turn is over."""
+
+    _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    _installed: dict[int, _Interrupts] = {}
+    _leading: SocketLoop | None = None  # the loop the main thread leads now
+    _pending: list[tuple[int, Any]] = []
+
+    def __init__(self, signum: int, previous: Callable[[int, Any], Any]) -> None:
+        self.signum = signum
+        self.previous = previous
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        loop = _Interrupts._leading
+        if loop is not None and not loop.polling:
+            _Interrupts._pending.append((signum, frame))
+            return
+        self.previous(signum, frame)
+
+    @classmethod
+    def for_caller(cls, loop: SocketLoop) -> type[_Interrupts] | None:
+        """In the main thread: wrap the handlers (once), and mark ``loop`` as led by it."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        for signum in cls._SIGNALS:
+            handler = signal.getsignal(signum)
+            if callable(handler) and not isinstance(handler, _Interrupts):
+                wrapper = cls._installed[signum] = cls(signum, handler)
+                signal.signal(signum, wrapper)
+        cls._leading = loop
+        return cls
+
+    @classmethod
+    def deliver(cls) -> None:
+        """Run the handlers of the signals held back (a clean point: between two turns)."""
+        while cls._pending:
+            signum, frame = cls._pending.pop(0)
+            wrapper = cls._installed.get(signum)
+            if wrapper is not None:
+                wrapper.previous(signum, frame)
+
+    @classmethod
+    def release(cls) -> None:
+        """The main thread no longer leads: what is held runs now."""
+        cls._leading = None
+        cls.deliver()
 
 
 class CallOptions:
@@ -575,12 +753,7 @@ class CallOptions:
         """Submit and wait: the result, or the call's exception (``CallTimeout`` or
         ``NoWorkerError`` at the deadline, if these options set one)."""
         timeout = self.timeout if self.timeout is not None else self.client.timeout
-        future = self.client._submit(procedure, args, kwargs, self.retries, timeout)
-        try:
-            return future.result(timeout + _GRACE)
-        except concurrent.futures.TimeoutError:  # only if the client thread is stuck
-            future.cancel()
-            raise CallTimeout(f"{procedure!r} got no reply within {timeout:g} s; cancelled") from None
+        return self.client._call(procedure, args, kwargs, self.retries, timeout)
 
     async def acall(self, procedure: str, /, *args: Any, **kwargs: Any) -> Any:
         """``Client.acall`` with these options."""

@@ -60,7 +60,7 @@ class _Subscriber:
 
 
 class Subscription(_Subscriber):
-    """``client.subscribe(callback, topic)``: calls ``callback(event)`` on the client thread for
+    """``client.subscribe(callback, topic)``: calls ``callback(event)`` on the client's loop thread for
     every event whose topic starts with ``topic``, until :meth:`close`."""
 
     def __init__(self, subscribers: Subscribers, callback: Callable[[Event], object], topic: str) -> None:

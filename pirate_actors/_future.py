@@ -47,8 +47,9 @@ class CallFuture(concurrent.futures.Future):  # type: ignore[type-arg]
     def add_partial_callback(self, fn: PartialCallback) -> None:
         """Call ``fn(future, message)`` for each partial; earlier ones are replayed now.
 
-        Callbacks run in the client's thread (as done-callbacks do): keep them quick, since
-        a callback that blocks also delays that client's heartbeats."""
+        Callbacks run in the thread that drives the client's loop (as done-callbacks do):
+        the client thread, or a caller blocked in ``call()`` leading it. Keep them quick: a
+        callback that blocks also delays that client's heartbeats."""
         with self._partial_lock:
             self._partial_callbacks.append(fn)
             earlier = list(self.partials)

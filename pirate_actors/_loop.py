@@ -53,6 +53,8 @@ class SocketLoop:
         self.poller.register(mailbox.fd, zmq.POLLIN)
         self._sockets: dict[zmq.Socket[bytes], Callable[[list[bytes], zmq.Frame], object]] = {}
         self._extra: dict[zmq.Socket[bytes], Callable[[], None]] = {}
+        self.polling = False
+        """True while the loop sleeps in its poll (a signal handler may run then)."""
 
     def add(self, socket: zmq.Socket[bytes], on_frames: Callable[[list[bytes], zmq.Frame], object]) -> None:
         self._sockets[socket] = on_frames
@@ -72,26 +74,39 @@ class SocketLoop:
 
     def run(self) -> None:
         """Serve until the driver's ``on_inbox`` returns False."""
-        mailbox, driver, poll, fd = self.mailbox, self.driver, self.poller.poll, self.mailbox.fd
-        while True:
-            driver.flush()
-            timeout: int | None = 0
-            if mailbox.prepare_sleep():
-                wait = driver.wake_at() - time.monotonic()
-                timeout = None if wait == math.inf else math.ceil(max(0.0, wait) * 1000)
-            ready: dict[Any, int] = {}
-            try:
-                ready = dict(poll(timeout))
-            finally:
-                mailbox.woken(fd in ready)
-            if self._extra:
-                for extra, handler in list(self._extra.items()):
-                    if extra in ready:
-                        handler()
-            drained = True
-            for socket, on_frames in list(self._sockets.items()):
-                if socket in ready and not drain(socket, on_frames):
-                    drained = False
-            driver.on_wake(time.monotonic(), drained)
-            if not driver.on_inbox():
-                return
+        self.driver.flush()
+        while self.turn():
+            pass
+
+    def turn(self, max_wait: float | None = None) -> bool:
+        """One turn: sleep until something stirs (at most ``max_wait`` seconds, None: until the
+        driver's wake-up time), read, run the timers, take the mailbox, flush; False once the
+        driver's ``on_inbox`` says the loop ends (then nothing is flushed)."""
+        mailbox, driver = self.mailbox, self.driver
+        fd = mailbox.fd
+        timeout: int | None = 0
+        if mailbox.prepare_sleep():
+            wait = driver.wake_at() - time.monotonic()
+            if max_wait is not None:
+                wait = min(wait, max_wait)
+            timeout = None if wait == math.inf else math.ceil(max(0.0, wait) * 1000)
+        ready: dict[Any, int] = {}
+        self.polling = True
+        try:
+            ready = dict(self.poller.poll(timeout))
+        finally:
+            self.polling = False
+            mailbox.woken(fd in ready)
+        if self._extra:
+            for extra, handler in list(self._extra.items()):
+                if extra in ready:
+                    handler()
+        drained = True
+        for socket, on_frames in list(self._sockets.items()):
+            if socket in ready and not drain(socket, on_frames):
+                drained = False
+        driver.on_wake(time.monotonic(), drained)
+        if not driver.on_inbox():
+            return False
+        driver.flush()
+        return True

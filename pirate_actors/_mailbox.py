@@ -54,6 +54,13 @@ class Mailbox(Generic[T]):
             except (BlockingIOError, OSError):
                 pass  # already signalled, or closed at shutdown
 
+    def signal(self) -> None:
+        """Wake the reader, whatever it waits for."""
+        try:
+            os.write(self._write_fd, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        except (BlockingIOError, OSError):
+            pass  # already signalled, or closed at shutdown
+
     def put_quietly(self, item: T) -> None:
         """Append ``item`` without waking the reader: it is seen at the reader's next turn."""
         self._items.append(item)
