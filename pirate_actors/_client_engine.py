@@ -43,7 +43,7 @@ from .protocol import (
     WorkerPeer,
     WorkerRegistered,
     WorkerState,
-    with_deadline,
+    deadline_head,
 )
 
 __all__ = ["Call", "ClientEngine"]
@@ -344,7 +344,7 @@ class ClientEngine:
         chunks: list[list[Entry]] = [[]]
         size = 0
         for entry in entries:
-            entry_size = len(entry.body) + ENTRY_HEADER
+            entry_size = entry.size + ENTRY_HEADER
             if chunks[-1] and size + entry_size > limit:
                 chunks.append([])
                 size = 0
@@ -387,10 +387,10 @@ class ClientEngine:
                 del self._queues[procedure]
             worker = workers[peer]
             limit = self._limit(worker)
-            flags, body = 0, call.body
+            flags, head = 0, b""
             if call.deadline is not None:
-                flags, body = DEADLINE, with_deadline(body, call.deadline - now)
-            if len(body) > self.session.codec.max_body(limit):
+                flags, head = DEADLINE, deadline_head(call.deadline - now)
+            if len(head) + len(call.body) > self.session.codec.max_body(limit):
                 # Its socket would cut the worker off (zmq.MAXMSGSIZE): fail just this call.
                 self._finish(call, exception=ProtocolError(
                     f"call {procedure!r} of {len(call.body)} bytes exceeds the max_message_size "
@@ -404,7 +404,7 @@ class ClientEngine:
             call.future.worker = worker.id
             worker.calls.add(request_id)
             vacancies.changed(peer, worker)
-            self._requests.setdefault(peer, []).append(Entry(request_id, flags, body))
+            self._requests.setdefault(peer, []).append(Entry(request_id, flags, call.body, head))
 
     def _requeue(self, call: Call) -> None:
         """A call goes back to the queue, ahead of newer calls of its procedure."""

@@ -60,7 +60,7 @@ def dumps_call(procedure: str, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
     return data
 
 
-def loads(data: bytes) -> Any:
+def loads(data: bytes | memoryview) -> Any:
     """Deserialise a payload that passed the signature check."""
     return pickle.loads(data)
 
@@ -109,7 +109,7 @@ def _qualname(cls: type) -> str:
     return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
 
 
-def load_error(data: bytes) -> tuple[str, BaseException]:
+def load_error(data: bytes | memoryview) -> tuple[str, BaseException]:
     """The kind of an ERROR body and the exception to raise for it on the client."""
     try:
         fields = pickle.loads(data)

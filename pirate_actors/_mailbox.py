@@ -14,11 +14,14 @@ from typing import Any, Callable, Generic, Sequence, TypeVar
 
 import zmq
 
+from .protocol._wire import VIEW_SIZE
+
 __all__ = ["Mailbox", "drain", "send_frames"]
 
 MAX_BATCH = 256  # socket messages read per wake-up
 MAX_READ_SECONDS = 0.02  # per wake-up, so a flood of messages cannot delay heartbeats
 MAX_FRAMES = 3  # frames of one message kept: enough to tell a too-long message (malformed)
+# Frames of VIEW_SIZE or more are handed over as a view of libzmq's buffer, not copied to bytes.
 
 # pyzmq's constants are enums, and every operation on one builds a new enum member (~1 µs);
 # the hot path uses their plain values.
@@ -101,7 +104,7 @@ class Mailbox(Generic[T]):
                 pass
 
 
-def drain(socket: zmq.Socket[Any], handle: Callable[[list[bytes], zmq.Frame], object]) -> bool:
+def drain(socket: zmq.Socket[Any], handle: Callable[[list[Any], zmq.Frame], object]) -> bool:
     """Read and ``handle`` the socket's waiting messages, at most a batch or 20 ms worth, so
     timers still get their turn; True once the socket is drained. ``handle`` gets each
     message's frames and its last ``zmq.Frame`` (whose properties name the peer's address)."""
@@ -117,11 +120,11 @@ def drain(socket: zmq.Socket[Any], handle: Callable[[list[bytes], zmq.Frame], ob
         # frame (two at a ROUTER): frames past MAX_FRAMES are read and dropped, not kept, so a
         # peer cannot make the loop hold many frames of up to max_message_size each.
         frame = recv(_NOBLOCK, copy=False)
-        frames = [frame.bytes]
+        frames = [frame.bytes if len(frame) < VIEW_SIZE else frame.buffer]
         while frame.more:
             frame = recv(_NOBLOCK, copy=False)
             if len(frames) < MAX_FRAMES:
-                frames.append(frame.bytes)
+                frames.append(frame.bytes if len(frame) < VIEW_SIZE else frame.buffer)
         handle(frames, frame)
     return False
 

@@ -41,7 +41,7 @@ class Run:
     sending."""
 
     request_id: int
-    body: bytes
+    body: bytes | memoryview
     sink: ActorRef[Any]
     max_body: int
     """The largest answer body both ends accept (the protocol's size budget, computed there)."""

@@ -58,7 +58,10 @@ from ._wire import (
     MalformedCalls,
     Message,
     Ready,
+    Buffer,
+    VIEW_SIZE,
     check_settings,
+    deadline_head,
     split_deadline,
     with_deadline,
 )
@@ -112,6 +115,9 @@ __all__ = [
     "WorkerState",
     "peer_name",
     "check_settings",
+    "Buffer",
+    "VIEW_SIZE",
+    "deadline_head",
     "split_deadline",
     "with_deadline",
 ]

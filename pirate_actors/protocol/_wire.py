@@ -19,6 +19,9 @@ import struct
 from dataclasses import dataclass
 from typing import NamedTuple, Sequence, Union
 
+Buffer = Union[bytes, memoryview]
+"""A frame or a body as received: bytes, or for a large one a view of the frame (no copy)."""
+
 from .._errors import AuthenticationError, ProtocolError
 
 __all__ = [
@@ -27,6 +30,7 @@ __all__ = [
     "EVENT_HEADER",
     "EventEntry",
     "Events",
+    "Buffer",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "ENTRY_HEADER",
     "MAC_SIZE",
@@ -36,6 +40,7 @@ __all__ = [
     "SIGNED",
     "Seal",
     "TRAILER_SIZE",
+    "VIEW_SIZE",
     "DEADLINE",
     "RETRYABLE",
     "SESSION_SIZE",
@@ -51,6 +56,7 @@ __all__ = [
     "Message",
     "Ready",
     "check_settings",
+    "deadline_head",
     "split_deadline",
     "with_deadline",
 ]
@@ -69,6 +75,9 @@ _HEARTBEAT_SESSION = struct.Struct("!dIQ16s")  # ... and the client's session id
 _EVENT = struct.Struct("!HdI")  # topic length, emit time, data length
 _CAPACITY = struct.Struct("!I")
 _DEADLINE = struct.Struct("!d")  # a REQUEST's seconds left, before its body (Flag.DEADLINE)
+VIEW_SIZE = 2**16
+"""Bodies (and, in ``drain``, frames) from this size on stay views of the frame they came in
+rather than copies: a 1 MiB payload is not copied on its way to ``pickle.loads``."""
 SESSION_SIZE = _HEARTBEAT_SESSION.size - _HEARTBEAT_SIZED.size
 """Bytes of a client's session id (random per Client, sent in its HEARTBEATs)."""
 
@@ -127,12 +136,18 @@ RETRYABLE = int(Flag.RETRYABLE)
 DEADLINE = int(Flag.DEADLINE)
 
 
+def deadline_head(seconds_left: float) -> bytes:
+    """What goes before a REQUEST's body to carry its deadline (``Entry.head``; set
+    ``Flag.DEADLINE`` on the entry)."""
+    return _DEADLINE.pack(seconds_left)
+
+
 def with_deadline(body: bytes, seconds_left: float) -> bytes:
-    """A REQUEST body carrying its deadline (set ``Flag.DEADLINE`` on the entry)."""
-    return _DEADLINE.pack(seconds_left) + body
+    """A REQUEST body carrying its deadline, in one piece (as a worker receives it)."""
+    return deadline_head(seconds_left) + body
 
 
-def split_deadline(body: bytes) -> tuple[float, bytes]:
+def split_deadline(body: Buffer) -> tuple[float, Buffer]:
     """Seconds left and the call body of a ``Flag.DEADLINE`` entry; ProtocolError if short."""
     if len(body) < _DEADLINE.size:
         raise ProtocolError("a REQUEST with a deadline is too short to carry it")
@@ -169,7 +184,15 @@ class Entry:
 
     request_id: int
     flags: int = 0
-    body: bytes = b""
+    body: Buffer = b""
+    head: bytes = b""
+    """Sent just before the body and counted in its length (a REQUEST's deadline): the body
+    itself, maybe large, is never copied to prepend it. A received entry has none."""
+
+    @property
+    def size(self) -> int:
+        """Bytes of the body on the wire (with its head)."""
+        return len(self.head) + len(self.body)
 
 
 @dataclass(frozen=True)
@@ -306,9 +329,12 @@ class FrameCodec:
         commands = self._command_bytes
         if isinstance(message, Calls):
             entries = message.entries
-            parts = [SIGNATURE, commands[message.command], _COUNT.pack(len(entries))]
-            parts += [_ENTRY.pack(e.request_id, e.flags, len(e.body)) for e in entries]
-            parts += [e.body for e in entries]
+            parts: list[Buffer] = [SIGNATURE, commands[message.command], _COUNT.pack(len(entries))]
+            parts += [_ENTRY.pack(e.request_id, e.flags, len(e.head) + len(e.body)) for e in entries]
+            for e in entries:
+                if e.head:
+                    parts.append(e.head)
+                parts.append(e.body)
         elif isinstance(message, Heartbeat):
             _check_heartbeat(message.heartbeat, message.liveness)
             if message.session:
@@ -361,11 +387,11 @@ class FrameCodec:
             frame += _mac(self.key, frame)
         return [frame]
 
-    def decode(self, frames: Sequence[bytes]) -> Message:
+    def decode(self, frames: Sequence[Buffer]) -> Message:
         """The message in ``frames``; raises :class:`ProtocolError` or :class:`AuthenticationError`."""
         return self.open(frames)[0]
 
-    def open(self, frames: Sequence[bytes]) -> tuple[Message, Seal | None]:
+    def open(self, frames: Sequence[Buffer]) -> tuple[Message, Seal | None]:
         """The message in ``frames`` and its seal (None without a key); raises
         :class:`ProtocolError` or :class:`AuthenticationError`."""
         if len(frames) != 1:
@@ -410,7 +436,7 @@ class FrameCodec:
             except MalformedCalls as exc:
                 exc.seal = seal
                 raise
-        return self._decode_other(command, frame[_BODY:end]), seal
+        return self._decode_other(command, bytes(frame[_BODY:end])), seal
 
     @staticmethod
     def _decode_other(command: Command, payload: bytes) -> Message:
@@ -536,6 +562,7 @@ def _decode_calls(command: Command, body: memoryview) -> Calls:
     entries = []
     offset = bodies_at
     for request_id, flags, length in header:
-        entries.append(Entry(request_id, flags, body[offset:offset + length].tobytes()))
+        chunk = body[offset:offset + length]
+        entries.append(Entry(request_id, flags, chunk if length >= VIEW_SIZE else chunk.tobytes()))
         offset += length
     return Calls(command, tuple(entries))
