@@ -1,8 +1,9 @@
 """``ProcedureActor``: the base class users subclass; its public methods are procedures.
 
 A procedure actor never touches a socket. It receives a :class:`Run` by ``tell`` from the
-worker's socket actor and answers by putting messages into that actor's inbox: :class:`Started`
-(without waking it), a :class:`Partial` per ``report()``, then :class:`Done`. When its loop ends for any reason it hands back the calls
+worker's socket actor, marks it begun (``Run.began``: the socket actor sees the flag at its next
+turn, no message needed), and answers by putting messages into that actor's inbox: a
+:class:`Partial` per ``report()``, then :class:`Done`. When its loop ends for any reason it hands back the calls
 still in its inbox and says :class:`Exited`, so the supervisor can replace it.
 """
 
@@ -53,6 +54,9 @@ class Run:
     slot: str = ""
     """The engine's name for where it runs: the actor's urn, or ``urn/N`` for one of an
     async actor's ``max_concurrency`` slots (``Done`` carries it back)."""
+    began: bool = False
+    """Set by the procedure actor when the procedure begins: the engine, which holds this same
+    object, sends "started" at its next turn (or on the reply) without a message for it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,14 +64,6 @@ class CancelSlot:
     """Socket actor → async procedure actor: cancel the task running on ``slot`` now."""
 
     slot: str
-
-
-@dataclass(slots=True)
-class Started:
-    """Procedure actor → socket actor: the call began."""
-
-    request_id: int
-    lane: int = 0
 
 
 @dataclass(slots=True)
@@ -122,16 +118,15 @@ class Exited:
 
 
 def _tell(sink: ActorRef[Any], message: Any) -> None:
-    """Tell the socket actor. ``ActorRef.tell`` without its liveness check: if the worker
-    has stopped, nobody reads its inbox and nobody waits for the answer anyway."""
-    sink.actor_inbox.put(Envelope(message))
-
-
-def _tell_started(sink: ActorRef[Any], request_id: int, lane: int) -> None:
-    """Tell the socket actor a call started, without waking it if its inbox allows."""
+    """Tell the socket actor. ``ActorRef.tell`` without its liveness check (if the worker
+    has stopped, nobody reads its inbox and nobody waits for the answer anyway), and without
+    an envelope where its inbox takes answers bare (``_SocketInbox.put_answer``)."""
     inbox = sink.actor_inbox
-    put = getattr(inbox, "put_quietly", inbox.put)
-    put(Envelope(Started(request_id, lane)))
+    put_answer = getattr(inbox, "put_answer", None)
+    if put_answer is not None:
+        put_answer(message)
+    else:
+        inbox.put(Envelope(message))
 
 
 spawning = threading.local()
@@ -171,7 +166,14 @@ def slots_of(cls: type) -> int:
 def is_async(cls: type) -> bool:
     """True if ``cls`` has ``async def`` procedures: its actors run an asyncio loop, and a
     cancelled call cancels its task instead of retiring the actor."""
-    return any(inspect.iscoroutinefunction(getattr(cls, name)) for name in procedures_of(cls))
+    return any(_table_of(cls).values())
+
+
+@lru_cache(maxsize=None)
+def _table_of(cls: type) -> dict[str, bool]:
+    """Each procedure of ``cls``, and whether it is ``async def`` (looked up once per class,
+    not per call)."""
+    return {name: inspect.iscoroutinefunction(getattr(cls, name)) for name in procedures_of(cls)}
 
 
 _running: contextvars.ContextVar[Run | None] = contextvars.ContextVar("pirate_actors_run", default=None)
@@ -315,7 +317,7 @@ class ProcedureActor(pykka.ThreadingActor):
     async def __task(self, run: Run, procedure: str, args: Any, kwargs: Any, slot: str) -> None:
         _running.set(run)
         fatal = False
-        _tell_started(run.sink, run.request_id, run.lane)
+        run.began = True
         try:
             result = await getattr(self, procedure)(*args, **kwargs)
             command, body = self.__dump_result(result, run.max_body)
@@ -365,11 +367,12 @@ class ProcedureActor(pykka.ThreadingActor):
         try:
             procedure, args, kwargs = _codec.loads(run.body)
         except BaseException as exc:  # noqa: BLE001 - even SystemExit from a __setstate__
-            _tell_started(sink, run.request_id, run.lane)
+            run.began = True
             body = _codec.dump_error(ErrorKind.PROTOCOL, "ProtocolError", f"undecodable call: {exc!r}")
             _tell(sink, Done(run.request_id, Command.ERROR, body, slot, run.lane))
             return
-        if not isinstance(procedure, str) or procedure not in procedures_of(type(self)):
+        table = _table_of(type(self))
+        if not isinstance(procedure, str) or procedure not in table:
             served = ", ".join(sorted(procedures_of(type(self)))) or "nothing"
             body = _codec.dump_error(
                 ErrorKind.UNKNOWN, "UnknownProcedure",
@@ -385,10 +388,10 @@ class ProcedureActor(pykka.ThreadingActor):
             body = _codec.dump_exception(CallTimeout(f"{procedure!r} was not started: its deadline had passed"))
             _tell(sink, Done(run.request_id, Command.ERROR, body, slot, run.lane))
             return
-        if inspect.iscoroutinefunction(getattr(self, procedure)):
+        if table[procedure]:
             self.__run_async(run, procedure, args, kwargs)
             return
-        _tell_started(sink, run.request_id, run.lane)
+        run.began = True
         self.__current = run
         fatal = False
         try:

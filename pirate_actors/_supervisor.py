@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import pykka
 from pykka import ActorRef
+from pykka._envelope import Envelope
 
 from ._procedures import CancelSlot, Run, spawning
 
@@ -84,10 +85,10 @@ class Pool:
     def tell(self, slot: str, run: Run) -> bool:
         """Hand ``run`` to the actor of ``slot``; False if the actor is dead."""
         run.slot = slot
-        try:
-            self._actors[self.urn_of(slot)].tell(run)
-        except (pykka.ActorDeadError, KeyError):
+        ref = self._actors.get(slot if self.slots == 1 else self.urn_of(slot))
+        if ref is None or ref.actor_stopped.is_set():
             return False
+        ref.actor_inbox.put(Envelope(run))  # ActorRef.tell, less its own lookups
         return True
 
     def served(self, slot: str) -> None:

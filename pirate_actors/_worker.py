@@ -30,14 +30,13 @@ from pykka._envelope import Envelope
 from ._drops import DropLog
 from ._errors import WorkerCrashed
 from ._loop import SocketLoop
-from ._mailbox import Mailbox, send_frames
+from ._mailbox import Mailbox, drain, send_frames
 from ._procedures import (
     Done,
     Emit,
     Exited,
     Partial,
     ProcedureActor,
-    Started,
     idempotent_of,
     is_async,
     make_emit,
@@ -65,8 +64,8 @@ _FAIR_SHARE = 256  # inbox messages handled before the socket and timers get a t
 _UNFINISHED_HANDSHAKES = 5
 """A run of this many incomplete CURVE handshakes is warned about (one is a client closing)."""
 STARTED_DELAY = 0.002
-"""Seconds after handing a call over before the socket thread first looks for its unannounced
-``Started``: the longest delay of a "started" whose procedure begins at once."""
+"""Seconds after handing a call over before the socket thread first looks whether it began
+(``Run.began``): the longest delay of a "started" whose procedure begins at once."""
 
 
 class _Idle:
@@ -74,7 +73,7 @@ class _Idle:
 
 
 _IDLE = Envelope(_Idle())
-_ANSWERS = frozenset({Done, Started, Partial, Emit})
+_ANSWERS = frozenset({Done, Partial, Emit})
 _HANDED = CallState.HANDED
 
 
@@ -82,17 +81,17 @@ class _SocketInbox:
     """A Pykka inbox (``put``/``get``/``empty``) whose reader can sleep in a zmq poll."""
 
     def __init__(self) -> None:
-        self.mailbox: Mailbox[Envelope[Any]] = Mailbox()
+        self.mailbox: Mailbox[Any] = Mailbox()
+        """Pykka's envelopes, and answers put bare (``put_answer``)."""
         self._streak = 0
 
     def put(self, envelope: Envelope[Any], /) -> None:
         self.mailbox.put(envelope)
 
-    def put_quietly(self, envelope: Envelope[Any], /) -> None:
-        """For ``Started``: the socket actor looks within ``STARTED_DELAY`` anyway (see
-        ``wake_at``), and a quick call's ``Done`` usually wakes it first, so "started" rides
-        with the reply and the call costs the socket thread one wake-up instead of two."""
-        self.mailbox.put_quietly(envelope)
+    def put_answer(self, answer: Done | Partial | Emit, /) -> None:
+        """A procedure actor's answer (or an event), bare: the socket loop takes it from the
+        mailbox itself, so it needs no Pykka envelope (``get`` wraps one that Pykka sees)."""
+        self.mailbox.put(answer)
 
     def get(self) -> Envelope[Any]:
         # Every _FAIR_SHARE messages the socket gets a turn even if the inbox never empties,
@@ -102,10 +101,11 @@ class _SocketInbox:
             self._streak = 0
             return _IDLE
         try:
-            return self.mailbox.get_nowait()
+            item: Any = self.mailbox.get_nowait()
         except IndexError:
             self._streak = 0
             return _IDLE
+        return item if type(item) is Envelope else Envelope(item)
 
     def empty(self) -> bool:
         return self.mailbox.empty()
@@ -347,15 +347,13 @@ class _SocketActor(pykka.ThreadingActor):
         }
 
     def _answer(self, message: Any) -> bool:
-        """Hand a procedure actor's Done, Started, Partial or an Emit to the engines; False for
+        """Hand a procedure actor's Done or Partial or an Emit to the engines; False for
         anything else."""
         kind = type(message)
         if kind is Done:
             if self.engines[message.lane].done(message.request_id, message.actor_urn, message.command,
                                                message.body, time.monotonic(), message.fatal):
                 self.pool.served(message.actor_urn)
-        elif kind is Started:
-            self.engines[message.lane].started(message.request_id)
         elif kind is Partial:
             self.engines[message.lane].partial(message.request_id, message.body)
         elif kind is Emit:
@@ -463,11 +461,11 @@ class _SocketActor(pykka.ThreadingActor):
                 return False
             if mailbox.empty():
                 return True
-            envelope = mailbox.peek()
-            if envelope.reply_to is not None or type(envelope.message) not in _ANSWERS:
-                return False
+            answer = mailbox.peek()
+            if type(answer) not in _ANSWERS:
+                return False  # an envelope: a message for Pykka's loop
             mailbox.get_nowait()
-            self._answer(envelope.message)
+            self._answer(answer)
         return True
 
     def _on_monitor(self, lane: _Lane) -> None:
@@ -483,7 +481,10 @@ class _SocketActor(pykka.ThreadingActor):
                 lane.unfinished_handshakes = 0
                 lane.engine.connection(True, time.monotonic())
             elif event == zmq.EVENT_DISCONNECTED:
-                # The client closed or died: no need to wait for its silence.
+                # The client closed or died: no need to wait for its silence. What it sent
+                # before is read first: a goodbye and the drop can come in the same poll.
+                if lane.socket is not None:
+                    drain(lane.socket, lambda frames, _frame: self._receive(lane, frames))
                 lane.engine.connection(False, time.monotonic())
             elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
                 # The client's ZAP handler refused us; libzmq will not try again on this socket.
@@ -653,7 +654,8 @@ class Worker:
         if ref is None or self._config.stopped.is_set():
             raise RuntimeError(f"worker {self.name} is not running")
         limit = self._config.max_message_size
-        ref.actor_inbox.put(Envelope(make_emit(topic, data, limit)))
+        inbox: _SocketInbox = ref.actor_inbox  # type: ignore[assignment]
+        inbox.put_answer(make_emit(topic, data, limit))
 
     def join(self, timeout: float | None = None) -> bool:
         """Block until the worker has stopped; False on timeout. Raises :class:`WorkerCrashed`

@@ -58,9 +58,9 @@ class CallState(enum.Enum):
     HANDED = "handed"
     """Given to an idle actor this turn; told just before the socket thread sleeps."""
     RUNNING = "running"
-    """Told; its actor has not said Started yet."""
+    """Told; not seen begun yet (its actor sets ``Run.began`` when it begins)."""
     STARTED = "started"
-    """Its actor began it; "started" is not sent yet (it may ride with the reply)."""
+    """Seen begun; "started" is not sent yet (it may ride with the reply)."""
     REPORTED = "reported"
     """"started" was sent; partials follow as the procedure reports."""
     CANCELLED = "cancelled"
@@ -314,7 +314,8 @@ class WorkerEngine:
             # the client sends it elsewhere, or here again once there is room.
             self._not_run(request_id)
             return
-        run = Run(request_id, body, self.sink, self.session.max_body, deadline, lane=self.lane)
+        self._batch_limit()  # (brings _max_body up to date with the client's announced size)
+        run = Run(request_id, body, self.sink, self._max_body, deadline, lane=self.lane)
         call = self.calls[request_id] = WorkerCall(
             request_id, run, session=key[0], retryable=bool(flags & RETRYABLE))
         self._waiting[request_id] = call
@@ -337,8 +338,8 @@ class WorkerEngine:
         self.duplicates += 1
         orphan.orphaned = False
         self.calls[orphan.request_id] = orphan
-        if orphan.state is CallState.RUNNING:
-            self._awaiting_start[orphan.request_id] = self._now  # its Started is awaited anew
+        if orphan.state is CallState.RUNNING and not orphan.run.began:
+            self._awaiting_start[orphan.request_id] = self._now  # its beginning is awaited anew
         else:
             orphan.state = CallState.STARTED  # "started" again, for this attempt
             self._unannounced.append(orphan.request_id)
@@ -440,21 +441,34 @@ class WorkerEngine:
         self._waiting.move_to_end(call.request_id, last=False)
 
     def started(self, request_id: int) -> None:
+        """The call's actor began it (what ``Run.began`` says; for callers without one)."""
         call = self.calls.get(request_id)
         if call is None and self.orphans:
             call = self._orphan(request_id)
-            if call is not None and call.state is CallState.RUNNING:
-                call.state = CallState.STARTED
-            return
-        if call is not None and call.state is CallState.RUNNING:
+        if call is not None:
+            call.run.began = True
+            self._begun(call)
+
+    def _begun(self, call: WorkerCall) -> None:
+        """A RUNNING call whose actor began it is STARTED: "started" is owed."""
+        if call.state is CallState.RUNNING and call.run.began:
             call.state = CallState.STARTED
-            del self._awaiting_start[request_id]
-            self._unannounced.append(request_id)
+            if not call.orphaned:
+                del self._awaiting_start[call.request_id]
+                self._unannounced.append(call.request_id)
+
+    def _look_for_begun(self) -> None:
+        """The calls whose actors began them since the last look (``Run.began``)."""
+        calls = self.calls
+        begun = [calls[i] for i in self._awaiting_start if calls[i].run.began]
+        for call in begun:
+            self._begun(call)
 
     def partial(self, request_id: int, body: bytes) -> None:
         call = self.calls.get(request_id)
         if call is None or call.state not in _RUNNING_STATES:
             return
+        self._begun(call)  # (a procedure reports only once it has begun)
         if call.state is _STARTED_STATE:
             self._announce(call)
         self._queue(_PARTIAL, Entry(request_id, 0, body))
@@ -487,10 +501,11 @@ class WorkerEngine:
         if call.retryable:
             self._remember((call.session, request_id), command, body)
         flags = 0
+        self._begun(call)
         if call.state is CallState.STARTED:
             flags = STARTED  # "started" rides with the reply
         elif call.state is CallState.RUNNING:
-            del self._awaiting_start[request_id]
+            del self._awaiting_start[request_id]  # (answered without beginning: no "started")
         self._queue(command, Entry(request_id, flags, body))
         if (retired is None or self.lanes.reusable) and not fatal and not self.closing:
             # (an adopted orphan's thread actor is retiring; a fatal one stops: Exited follows)
@@ -572,6 +587,7 @@ class WorkerEngine:
 
     def _announce(self, call: WorkerCall) -> None:
         """Send "started" now if it is still owed."""
+        self._begun(call)
         if call.state is CallState.STARTED:
             call.state = CallState.REPORTED
             self._queue(Command.PARTIAL, Entry(call.request_id, STARTED))
@@ -583,15 +599,18 @@ class WorkerEngine:
         self._batch[command].append(entry)
         self._batch_size += size
 
-    _limit_for = -1  # the client's announced size the cached room was computed for
+    _limit_for = -1  # the client's announced size the cached sizes were computed for
     _room = 0
+    _max_body = 0
 
     def _batch_limit(self) -> int:
-        """Room for entries in one message to this client (cached: it is read per answer)."""
+        """Room for entries in one message to this client (cached with ``_max_body``, the
+        largest answer body: they are read per call)."""
         announced = self.session.client_max_message_size
         if announced != self._limit_for:
             self._limit_for = announced
             self._room = self.session.codec.room(self.session.send_limit)
+            self._max_body = self.session.max_body
         return self._room
 
     def _not_run(self, request_id: int) -> None:
@@ -613,6 +632,8 @@ class WorkerEngine:
             self._offer_told = self.offer
         if self._events:
             self._flush_events(now)  # first: an event emitted before a reply arrives before it
+        if self._awaiting_start:
+            self._look_for_begun()
         if self._unannounced:
             calls = self.calls
             for request_id in self._unannounced:

@@ -15,7 +15,7 @@ import pykka
 import pytest
 
 from pirate_actors import _codec
-from pirate_actors._procedures import Done, Exited, Run, Started
+from pirate_actors._procedures import Done, Exited, Run
 from pirate_actors._supervisor import Pool
 from pirate_actors.protocol import Command
 
@@ -108,9 +108,10 @@ def test_tell_hands_a_call_to_its_actor_which_answers_the_sink(harness: Harness)
     pool = harness.pool(2)
     pool.fill()
     urn = harness.reported[1]
-    assert pool.tell(urn, harness.run(7, "whoami"))
-    assert harness.next(Started).request_id == 7
+    run = harness.run(7, "whoami")
+    assert pool.tell(urn, run)
     done = harness.next(Done)
+    assert run.began  # marked begun before it answered
     assert (done.request_id, done.actor_urn, done.command) == (7, urn, Command.REPLY)
     assert _codec.loads(done.body) == urn
 
