@@ -75,6 +75,9 @@ class _Driver:
         self.closing = False
         self.drops = DropLog(logger, f"the client at {client.endpoint}")
         self.engine.explain = self.drops.explain
+        self._lead_freed = threading.Event()
+        """Set by a caller that stops leading with work left (the client thread waits on it
+        while a caller leads)."""
         self._stand_by_poll = select.poll()
         self._stand_by_poll.register(client._mailbox.fd, select.POLLIN)
 
@@ -153,25 +156,43 @@ class _Driver:
         subscribers = self.client._subscribers
         if not subscribers:
             return
-        for worker, entries in received:
-            for entry in entries:
-                try:
-                    data = _codec.loads(entry.data)
-                except Exception as exc:  # noqa: BLE001
-                    logger.warning("undecodable event %r from worker %s: %r", entry.topic, worker, exc)
-                    continue
-                subscribers.deliver(Event(entry.topic, data, worker, entry.time))
+        loop = self.loop
+        loop.interruptible = True  # subscribers' callbacks: as for partials
+        try:
+            for worker, entries in received:
+                for entry in entries:
+                    try:
+                        data = _codec.loads(entry.data)
+                    except Exception as exc:  # noqa: BLE001
+                        logger.warning("undecodable event %r from worker %s: %r", entry.topic, worker, exc)
+                        continue
+                    subscribers.deliver(Event(entry.topic, data, worker, entry.time))
+        finally:
+            loop.interruptible = False
 
     def _deliver_partials(self) -> None:
         partials, self.engine.partials = self.engine.partials, []
-        deliver_partials(partials)
+        loop = self.loop
+        loop.interruptible = True  # user callbacks: a signal's handler may run (a leading caller)
+        try:
+            deliver_partials(partials)  # (what a raising callback left is put back, first)
+        except BaseException:
+            self.engine.partials[:0] = partials
+            raise
+        finally:
+            loop.interruptible = False
 
     def _settle(self) -> None:
         """Complete the finished calls' futures. Done last, just before the loop sleeps: a
         waiting caller wakes when this thread is about to let go of the GIL, not while it
         still has work to do (what ``settle`` leaves behind after a raising done-callback
         waits for ``finish``)."""
-        settle(self.engine.settled)
+        loop = self.loop
+        loop.interruptible = True  # done-callbacks: as for partials
+        try:
+            settle(self.engine.settled)
+        finally:
+            loop.interruptible = False
 
     # -- the end
 
@@ -179,10 +200,11 @@ class _Driver:
         """The client thread: lead the loop, or stand by while a caller of ``call()`` leads
         it (see :meth:`Client.call`), until the loop ends. The lead is never given up after
         that: the end (goodbyes, failing what is left) is this thread's alone."""
-        lead = self.client._lead
+        lead, freed = self.client._lead, self._lead_freed
         while True:
             if not lead.acquire(blocking=False):
-                time.sleep(_LEASE)  # a caller leads; look again later
+                freed.wait(_LEASE)  # a caller leads: until it stops with work left, or a while
+                freed.clear()
                 continue
             if self._lead():
                 break
@@ -209,10 +231,11 @@ class _Driver:
                 return False
 
     def _stand_by(self) -> None:
-        """While no thread leads: sleep until the mailbox stirs or ``_LEASE`` has passed (the
-        longest a message from a worker waits unread between two calls of a leading caller)."""
+        """Just after giving up the lead: sleep until the mailbox stirs or ``_LEASE`` has passed
+        (the longest a message from a worker waits unread between two calls of a caller)."""
         mailbox = self.client._mailbox
         if not mailbox.prepare_sleep():
+            mailbox.signal()  # for whoever leads now (a caller may have taken it meanwhile)
             return
         self._stand_by_poll.poll(_LEASE * 1000)  # not read here: whoever leads next reads it
 
@@ -221,6 +244,7 @@ class _Driver:
         mailbox = self.client._mailbox
         if not mailbox.prepare_sleep() or self.engine.calls or self.closing:
             mailbox.signal()
+            self._lead_freed.set()
 
     def finish(self) -> None:
         """After the loop (even one that crashed): fail every unfinished and late call."""
@@ -305,7 +329,9 @@ class Client:
         self._lead = threading.Lock()
         """Held by whichever thread drives the loop: the client thread, or a caller of ``call()``."""
         self._lead_wanted = False
-        """A caller of ``call()`` found the client thread leading: it stands by once idle."""
+        """A caller of ``call()`` found the lead taken: the client thread stands by once idle."""
+        self._leader: int | None = None
+        """The thread id of the caller leading now (None: the client thread, or nobody)."""
         self._last_led = -math.inf
         """When a caller last stopped leading."""
 
@@ -390,6 +416,8 @@ class Client:
             return
         if thread.is_alive():
             self._mailbox.put(_CLOSE)
+            if thread is threading.current_thread() or self._leader == threading.get_ident():
+                return  # from a callback (or signal handler) of the loop itself: it ends after
             thread.join(timeout=5.0)
 
     def __enter__(self) -> Client:
@@ -574,16 +602,14 @@ class Client:
         client thread and back. The deadline travels with the call either way: whoever leads
         ends it there, wherever it is."""
         driver = self._driver
-        if driver is None or not self._lead.acquire(blocking=False):
-            self._lead_wanted = driver is not None
+        if driver is None:
             future = self._submit(procedure, args, kwargs, retries, wait)
         else:
-            try:
-                future = self._lead_call(driver, procedure, args, kwargs, retries, wait)
-            finally:
-                self._last_led = time.monotonic()
-                self._lead.release()
-                driver.led()
+            if self._leader == threading.get_ident() or self._thread is threading.current_thread():
+                raise RuntimeError(
+                    "call() from a callback of the same client would wait for itself; "
+                    "use submit() there")
+            future = self._call_leading(driver, procedure, args, kwargs, retries, wait)
         try:
             return future.result(wait + _GRACE)
         except concurrent.futures.TimeoutError:  # only if the client thread is stuck
@@ -592,6 +618,39 @@ class Client:
         except BaseException:
             future.cancel()  # interrupted while waiting (a no-op for the call's own error)
             raise
+
+    def _call_leading(
+        self, driver: _Driver, procedure: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+        retries: int | None, wait: float,
+    ) -> CallFuture:
+        """Take the lead if it is free and keep it until the call is over, else queue the
+        call for whoever leads. In the main thread, a signal's handler that would run while
+        this thread holds the lead outside its poll and callbacks waits until the lead is
+        given back (and then, if it raised, the call is cancelled)."""
+        interrupts = _Interrupts.hold(driver.loop)
+        future: CallFuture | None = None
+        try:
+            if not self._lead.acquire(blocking=False):
+                self._lead_wanted = True
+                future = self._submit(procedure, args, kwargs, retries, wait)
+            else:
+                self._leader = threading.get_ident()
+                try:
+                    future = self._lead_call(driver, procedure, args, kwargs, retries, wait)
+                finally:
+                    self._leader = None
+                    self._last_led = time.monotonic()
+                    self._lead.release()
+                    driver.led()
+        finally:
+            if interrupts is not None:
+                try:
+                    interrupts.release(driver.loop)
+                except BaseException:
+                    if future is not None:
+                        future.cancel()
+                    raise
+        return future
 
     def _lead_call(
         self, driver: _Driver, procedure: str, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -605,25 +664,18 @@ class Client:
         with self._lock:
             if self._closed:
                 raise PirateError("the client is closed")
-        if driver.closing:
-            self._mailbox.put(call)  # the client thread fails it with the others
-            return future
         loop = driver.loop
-        interrupts = _Interrupts.for_caller(loop)
         try:
             driver.engine.submit(call, call.submitted)
             driver.flush()
             while not future.done():
                 if not loop.turn():
                     break
-                if interrupts is not None and interrupts._pending:
-                    interrupts.deliver()
+                if _Interrupts._pending:
+                    _Interrupts.deliver()  # a clean point: between two turns
         except BaseException:
             future.cancel()  # interrupted (or a callback raised): the call ends with the caller
             raise
-        finally:
-            if interrupts is not None:
-                interrupts.release()
         return future
 
     async def acall(
@@ -690,7 +742,9 @@ class _Interrupts:
 
     _SIGNALS = (signal.SIGINT, signal.SIGTERM)
     _installed: dict[int, _Interrupts] = {}
-    _leading: SocketLoop | None = None  # the loop the main thread leads now
+    _leading: list[SocketLoop] = []
+    """The loops the main thread may lead now, innermost last (a callback of one client's loop
+    may call another client)."""
     _pending: list[tuple[int, Any]] = []
 
     def __init__(self, signum: int, previous: Callable[[int, Any], Any]) -> None:
@@ -698,15 +752,16 @@ class _Interrupts:
         self.previous = previous
 
     def __call__(self, signum: int, frame: Any) -> None:
-        loop = _Interrupts._leading
-        if loop is not None and not loop.polling:
+        leading = _Interrupts._leading
+        if leading and not leading[-1].interruptible:
             _Interrupts._pending.append((signum, frame))
             return
         self.previous(signum, frame)
 
     @classmethod
-    def for_caller(cls, loop: SocketLoop) -> type[_Interrupts] | None:
-        """In the main thread: wrap the handlers (once), and mark ``loop`` as led by it."""
+    def hold(cls, loop: SocketLoop) -> type[_Interrupts] | None:
+        """In the main thread: wrap the handlers (once), and hold signals while ``loop`` is
+        not interruptible, until :meth:`release`."""
         if threading.current_thread() is not threading.main_thread():
             return None
         for signum in cls._SIGNALS:
@@ -714,7 +769,7 @@ class _Interrupts:
             if callable(handler) and not isinstance(handler, _Interrupts):
                 wrapper = cls._installed[signum] = cls(signum, handler)
                 signal.signal(signum, wrapper)
-        cls._leading = loop
+        cls._leading.append(loop)
         return cls
 
     @classmethod
@@ -727,10 +782,12 @@ class _Interrupts:
                 wrapper.previous(signum, frame)
 
     @classmethod
-    def release(cls) -> None:
-        """The main thread no longer leads: what is held runs now."""
-        cls._leading = None
-        cls.deliver()
+    def release(cls, loop: SocketLoop) -> None:
+        """The main thread no longer leads ``loop``: what is held runs now (unless an outer
+        loop it leads is not interruptible)."""
+        cls._leading.remove(loop)
+        if not cls._leading or cls._leading[-1].interruptible:
+            cls.deliver()
 
 
 class CallOptions:

@@ -53,8 +53,9 @@ class SocketLoop:
         self.poller.register(mailbox.fd, zmq.POLLIN)
         self._sockets: dict[zmq.Socket[bytes], Callable[[list[bytes], zmq.Frame], object]] = {}
         self._extra: dict[zmq.Socket[bytes], Callable[[], None]] = {}
-        self.polling = False
-        """True while the loop sleeps in its poll (a signal handler may run then)."""
+        self.interruptible = False
+        """True while the loop sleeps in its poll, or its driver runs user callbacks: a signal's
+        handler may run then (see ``_client._Interrupts``), not in the midst of bookkeeping."""
 
     def add(self, socket: zmq.Socket[bytes], on_frames: Callable[[list[bytes], zmq.Frame], object]) -> None:
         self._sockets[socket] = on_frames
@@ -91,11 +92,11 @@ class SocketLoop:
                 wait = min(wait, max_wait)
             timeout = None if wait == math.inf else math.ceil(max(0.0, wait) * 1000)
         ready: dict[Any, int] = {}
-        self.polling = True
+        self.interruptible = True
         try:
             ready = dict(self.poller.poll(timeout))
         finally:
-            self.polling = False
+            self.interruptible = False
             mailbox.woken(fd in ready)
         if self._extra:
             for extra, handler in list(self._extra.items()):
