@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import importlib
 import itertools
 import logging
 import math
@@ -731,6 +732,11 @@ def _check_retries(retries: object) -> None:
         raise ValueError(f"retries must be an int >= 0, not {retries!r}")
 
 
+_getsignal: Callable[[int], Any] = importlib.import_module("_signal").getsignal
+"""``signal.getsignal`` less its conversion of the answer to an enum (a caught ValueError for a
+Python handler): the main thread's every ``call()`` looks at two handlers."""
+
+
 class _Interrupts:
     """Keeps a signal's Python handler from running in the middle of a turn led by the main
     thread (it would raise ``KeyboardInterrupt`` half-way through the engine's bookkeeping).
@@ -765,7 +771,7 @@ class _Interrupts:
         if threading.current_thread() is not threading.main_thread():
             return None
         for signum in cls._SIGNALS:
-            handler = signal.getsignal(signum)
+            handler = _getsignal(signum)
             if callable(handler) and not isinstance(handler, _Interrupts):
                 wrapper = cls._installed[signum] = cls(signum, handler)
                 signal.signal(signum, wrapper)
