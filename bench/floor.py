@@ -1,13 +1,16 @@
 """The floor of pirate_actors' design: raw pyzmq plus the same thread hand-offs, and nothing else.
 
-pirate_actors moves every call through four Python threads (caller → client loop → socket actor →
-procedure actor, and back), and that is part of what the SPEC asks for. This contender does the
-same hand-offs with the least Python possible, so that the benchmark can tell what the hand-offs
+pirate_actors moves a call through these Python threads, which is part of what the SPEC asks
+for: one call at a time, the caller leads the client's loop itself (caller → socket actor →
+procedure actor, and back); with calls in flight, ``submit()`` hands them to the client thread
+(caller → client loop → socket actor → procedure actor, and back). This contender does the same
+hand-offs with the least Python possible, so that the benchmark can tell what the hand-offs
 cost (raw → floor) from what the runtime adds on top of them (floor → pirate_actors):
 
-- client process: the caller thread appends a request to a deque and writes an eventfd; a loop
-  thread polls the ROUTER and the eventfd, sends, and hands each reply back through a
-  ``SimpleQueue``;
+- client process: for calls in flight, the caller thread appends a request to a deque and
+  writes an eventfd; a loop thread polls the ROUTER and the eventfd, sends, and hands each
+  reply back through a ``SimpleQueue``. One call at a time, the loop thread parks for the
+  window and the caller sends and polls the ROUTER itself, as a leading ``call()`` does;
 - server process: a socket thread polls the DEALER and an eventfd and puts each request into a
   ``SimpleQueue`` read by ``pool_size`` procedure threads, which append the reply to a deque and
   write the eventfd.
@@ -82,6 +85,9 @@ class FloorClient:
         self.requests: collections.deque[bytes] = collections.deque()
         self.replies: queue.SimpleQueue[bytes] = queue.SimpleQueue()
         self.wake = os.eventfd(0, os.EFD_NONBLOCK)
+        self._lead_wanted = False
+        self._parked = threading.Event()  # the loop thread is off the socket
+        self._resume = threading.Event()
         threading.Thread(target=self._loop, daemon=True).start()
 
     def _loop(self) -> None:
@@ -97,24 +103,39 @@ class FloorClient:
                     sock.send_multipart([peer, requests.popleft()], zmq.NOBLOCK)
             while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:  # type: ignore[arg-type]
                 replies.put(sock.recv_multipart(zmq.NOBLOCK)[1])
+            if self._lead_wanted:  # a caller leads: leave it the socket until it is done
+                self._parked.set()
+                self._resume.wait()
+                self._resume.clear()
 
     def _submit(self, message: bytes) -> None:
         self.requests.append(message)
         os.write(self.wake, _WAKE)
 
     def sync(self, seconds: float) -> dict[str, Any]:
-        """One call in flight for ``seconds``."""
-        submit, get = self._submit, self.replies.get
-        clock = time.perf_counter
-        n = 0
-        t0 = clock()
-        deadline = t0 + seconds
-        now = t0
-        while now < deadline:
-            submit(b"E1234567")
-            get()
-            n += 1
-            now = clock()
+        """One call in flight for ``seconds``, the caller driving the socket (leader/follower)."""
+        self._lead_wanted = True
+        os.write(self.wake, _WAKE)
+        self._parked.wait()
+        try:
+            sock, peer = self.sock, self.peer
+            poller = zmq.Poller()
+            poller.register(sock, zmq.POLLIN)
+            clock = time.perf_counter
+            n = 0
+            t0 = clock()
+            deadline = t0 + seconds
+            now = t0
+            while now < deadline:
+                sock.send_multipart([peer, b"E1234567"], zmq.NOBLOCK)
+                poller.poll()
+                sock.recv_multipart(zmq.NOBLOCK)
+                n += 1
+                now = clock()
+        finally:
+            self._lead_wanted = False
+            self._parked.clear()
+            self._resume.set()
         return {"count": n, "elapsed": now - t0}
 
     def inflight(self, seconds: float, depth: int) -> dict[str, Any]:

@@ -55,7 +55,7 @@ FULL = Settings(rounds=7, window=1.0, stream_n=100_000, bind_samples=5, death_sa
 QUICK = Settings(rounds=3, window=0.4, stream_n=20_000, bind_samples=2, death_samples=1,
                  idle_seconds=3.0, rss_calls=20_000, rss_warmup=2_000)
 
-CONTENDERS = {"raw": "raw pyzmq", "floor": "four-thread floor", "pirate": "pirate_actors",
+CONTENDERS = {"raw": "raw pyzmq", "floor": "design floor", "pirate": "pirate_actors",
               "pirate-hmac": "pirate_actors, HMAC key", "pirate-curve": "pirate_actors, CURVE",
               "zerorpc": "zerorpc", "pyro5": "Pyro5", "rpyc": "RPyC", "pool": "ProcessPoolExecutor(4)"}
 SECURED = ("pirate-hmac", "pirate-curve")
@@ -595,7 +595,7 @@ def render(out: dict[str, Any]) -> str:
             lines += ["The cost of security, pirate_actors with it ÷ pirate_actors without, paired round by "
                       "round: " + "; ".join(secured) + ".", ""]
         if floors:
-            lines += ["The four-thread floor is raw pyzmq plus the thread hand-offs of pirate_actors' design "
+            lines += ["The design floor is raw pyzmq plus the thread hand-offs of pirate_actors' design "
                       "and nothing else (`bench/floor.py`). pirate_actors ÷ floor: " + "; ".join(floors) + ".", ""]
     lines += _pirate_ratios(out.get("throughput", {}))
     crow = []

@@ -27,7 +27,7 @@ def machine_info() -> dict[str, Any]:
         "pyzmq": zmq.pyzmq_version(),
         "libzmq": zmq.zmq_version(),
     }
-    for dist in ("pirate_actors", "pykka", "cloudpickle", "zerorpc", "gevent", "msgpack"):
+    for dist in ("pirate_actors", "pykka", "cloudpickle", "zerorpc", "gevent", "msgpack", "Pyro5", "rpyc"):
         try:
             versions[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:

@@ -5,7 +5,7 @@
   every use is another round trip) and marshal, msgpack and pickle all carry a tuple;
 - ``echo(payload)``: 1 MiB of bytes there and the same bytes back.
 
-Raw pyzmq and the four-thread floor pickle nothing and call nothing: they echo one frame.
+Raw pyzmq and the design floor pickle nothing and call nothing: they echo one frame.
 """
 
 from __future__ import annotations
