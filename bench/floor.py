@@ -114,10 +114,10 @@ class FloorClient:
 
     def sync(self, seconds: float) -> dict[str, Any]:
         """One call in flight for ``seconds``, the caller driving the socket (leader/follower)."""
-        self._lead_wanted = True
-        os.write(self.wake, _WAKE)
-        self._parked.wait()
         try:
+            self._lead_wanted = True
+            os.write(self.wake, _WAKE)
+            self._parked.wait()
             sock, peer = self.sock, self.peer
             poller = zmq.Poller()
             poller.register(sock, zmq.POLLIN)

@@ -33,3 +33,24 @@ def test_a_message_of_many_frames_is_handed_on_cut_short_and_the_next_one_whole(
         dealer.close(0)
         router.close(0)
         context.term()
+
+
+def test_draining_a_socket_with_nothing_waiting_hands_on_nothing_and_says_it_is_drained() -> None:
+    context = zmq.Context()
+    router = context.socket(zmq.ROUTER)
+    dealer = context.socket(zmq.DEALER)
+    try:
+        router.bind("tcp://127.0.0.1:*")
+        dealer.connect(router.getsockopt_string(zmq.LAST_ENDPOINT))
+        seen: list[list[bytes]] = []
+        assert drain(router, lambda frames, _frame: seen.append(frames)) is True
+        assert seen == []
+        dealer.send(b"one")
+        assert router.poll(5000)
+        assert drain(router, lambda frames, _frame: seen.append(frames)) is True
+        assert drain(router, lambda frames, _frame: seen.append(frames)) is True  # empty again
+        assert [frames[1:] for frames in seen] == [[b"one"]]
+    finally:
+        dealer.close(0)
+        router.close(0)
+        context.term()
