@@ -368,7 +368,7 @@ def _worker_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--liveness",
         metavar="N",
-        type=_int_at_least(1),
+        type=_int_at_least(2),
         default=3,
         help="missed heartbeats after which the client counts this worker dead (default: 3)",
     )
@@ -381,6 +381,29 @@ def _worker_parser() -> argparse.ArgumentParser:
         f"{DEFAULT_STOP_TIMEOUT:g}); calls still running then are abandoned: the client treats "
         "them as lost (the caller gets WorkerLost, unless the call is retryable and goes to "
         "another worker), the count is logged, and a result that comes later is dropped",
+    )
+    parser.add_argument(
+        "--result-ttl",
+        metavar="S",
+        type=_non_negative_float,
+        default=60.0,
+        help="seconds the outcome of a retryable call is kept for a client that asks again "
+        "after losing this worker for a while (default: 60)",
+    )
+    parser.add_argument(
+        "--result-cache-size",
+        metavar="BYTES",
+        type=_int_at_least(0),
+        default=64 * 2**20,
+        help="at most this many bytes of those outcomes, the oldest forgotten first "
+        "(default: 64 MiB)",
+    )
+    parser.add_argument(
+        "--event-buffer",
+        metavar="N",
+        type=_int_at_least(0),
+        default=1000,
+        help="events kept while no client is registered, the newest (default: 1000)",
     )
     parser.add_argument(
         "--metrics-port",
@@ -611,6 +634,9 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
             liveness=options.liveness,
             name=options.name,
             insecure=options.insecure,
+            result_ttl=options.result_ttl,
+            result_cache_size=options.result_cache_size,
+            event_buffer=options.event_buffer,
             curve_secret=curve_secret,
             curve_server=curve_server,
         )
