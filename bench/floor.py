@@ -30,6 +30,8 @@ from typing import Any
 
 import zmq
 
+from bench.workload import one_at_a_time
+
 _WAKE = b"\x01\x00\x00\x00\x00\x00\x00\x00"
 
 
@@ -118,25 +120,20 @@ class FloorClient:
             self._lead_wanted = True
             os.write(self.wake, _WAKE)
             self._parked.wait()
-            sock, peer = self.sock, self.peer
-            poller = zmq.Poller()
-            poller.register(sock, zmq.POLLIN)
-            clock = time.perf_counter
-            n = 0
-            t0 = clock()
-            deadline = t0 + seconds
-            now = t0
-            while now < deadline:
-                sock.send_multipart([peer, b"E1234567"], zmq.NOBLOCK)
-                poller.poll()
-                sock.recv_multipart(zmq.NOBLOCK)
-                n += 1
-                now = clock()
+            send, recv, msg = self.sock.send_multipart, self.sock.recv_multipart, [self.peer, b"E1234567"]
+            poll = zmq.Poller()
+            poll.register(self.sock, zmq.POLLIN)
+
+            def call() -> None:
+                send(msg, zmq.NOBLOCK)
+                poll.poll()
+                recv(zmq.NOBLOCK)
+
+            return one_at_a_time(call, seconds)
         finally:
             self._lead_wanted = False
             self._parked.clear()
             self._resume.set()
-        return {"count": n, "elapsed": now - t0}
 
     def inflight(self, seconds: float, depth: int) -> dict[str, Any]:
         """Keep ``depth`` calls in flight; count the replies that arrive within ``seconds``."""

@@ -16,7 +16,7 @@ from typing import Any
 
 import zmq
 
-from bench.workload import PAYLOAD
+from bench.workload import PAYLOAD, one_at_a_time
 
 _ECHO = b"E1234567"
 _PART = b"P1234567"
@@ -64,17 +64,12 @@ class RawClient:
         """One call in flight for ``seconds``; returns calls completed and the time they took."""
         send, recv = self.sock.send_multipart, self.sock.recv_multipart
         msg = [self.peer, _ECHO]
-        clock = time.perf_counter
-        n = 0
-        t0 = clock()
-        deadline = t0 + seconds
-        now = t0
-        while now < deadline:
+
+        def call() -> None:
             send(msg)
             recv()
-            n += 1
-            now = clock()
-        return {"count": n, "elapsed": now - t0}
+
+        return one_at_a_time(call, seconds)
 
     def inflight(self, seconds: float, depth: int) -> dict[str, Any]:
         """Keep ``depth`` calls in flight; count the replies that arrive within ``seconds``."""
