@@ -36,7 +36,7 @@ from ._errors import CallTimeout, NoWorkerError, PirateError, ProtocolError
 from ._events import Event, EventQueue, Subscribers, Subscription
 from ._future import CallFuture, WorkerInfo, deliver_partials, settle
 from ._loop import SocketLoop
-from ._mailbox import Mailbox, send_frames
+from ._mailbox import Mailbox, drain, send_frames
 from ._security import (
     AuthorizedFolder,
     Curve,
@@ -89,8 +89,8 @@ class _Driver:
         if engine.events:
             self._deliver_events()
         engine.flush(time.monotonic())
-        if engine.out:
-            self._send_out()
+        while engine.out and self._send_out():
+            engine.flush(time.monotonic())  # calls that could not go to a vanished worker
         if engine.workers_changed:
             engine.workers_changed = False
             self.client._workers_changed(engine.registered(), engine.registrations)
@@ -140,16 +140,32 @@ class _Driver:
 
     # -- output
 
-    def _send_out(self) -> None:
+    def _send_out(self) -> bool:
+        """Send what the engine put out; True if a worker turned out to be gone (the engine
+        then has calls to dispatch again)."""
         out, self.engine.out = self.engine.out, []
         socket = self.socket
+        gone: list[bytes] = []
         for peer, frames in out:
+            if gone and peer in gone:
+                continue
             try:
                 send_frames(socket, [peer, *frames])
             except zmq.Again:
                 logger.warning("worker %s is not keeping up; a message was dropped", peer_name(peer))
             except zmq.ZMQError as exc:
-                logger.warning("could not send to worker %s: %s", peer_name(peer), exc)
+                if exc.errno == zmq.EHOSTUNREACH:  # ROUTER_MANDATORY: its connection closed
+                    gone.append(peer)
+                else:
+                    logger.warning("could not send to worker %s: %s", peer_name(peer), exc)
+        if gone:
+            # What such a worker sent before its connection closed is read first: the goodbye
+            # of a worker that stopped gracefully must not be taken for a death.
+            while not drain(socket, self.on_frames):
+                pass
+            for peer in gone:
+                self.engine.unreachable(peer, time.monotonic())
+        return bool(gone)
 
     def _deliver_events(self) -> None:
         """Decode the events received and hand them to the subscribers (none: dropped unread)."""
@@ -363,6 +379,10 @@ class Client:
         # newcomer; a worker gives each of its sockets a fresh routing id, so its own
         # reconnection never collides with a connection the client still holds.
         sock.setsockopt(zmq.SNDHWM, 0)  # a ROUTER drops silently at its limit: have none
+        # Nor silently to a peer it has no connection to: a send to a worker whose connection
+        # closed (its process died) fails at once, so its calls go elsewhere without waiting
+        # out heartbeat x liveness, and those never sent there are not counted as lost.
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         sock.setsockopt(zmq.MAXMSGSIZE, self._codec.max_message_size)
         authenticator = None
         try:

@@ -192,6 +192,9 @@ class ClientEngine:
         self.settled: collections.deque[Outcome] = collections.deque()
         self._requests: dict[bytes, list[Entry]] = {}
         self._cancels: dict[bytes, list[Entry]] = {}
+        self._in_out: dict[bytes, list[int]] = {}
+        """The calls the last :meth:`flush` put in :attr:`out`, by worker: until the driver has
+        sent them, they have not left this process (see :meth:`unreachable`)."""
         self._vacancies = Vacancies(session.workers)
 
     # -- derived counts
@@ -324,6 +327,8 @@ class ClientEngine:
 
     def flush(self, now: float) -> None:
         """Dispatch what can go, then turn the batches into frames in :attr:`out`."""
+        if self._in_out:
+            self._in_out.clear()  # what the previous flush put out has been sent since
         if self._queues:
             self._dispatch(now)
         session = self.session
@@ -336,7 +341,22 @@ class ClientEngine:
                     continue  # gone meanwhile: its calls already ended
                 for chunk in self._chunks(entries, worker):
                     self.out.append(session.calls(peer, command, chunk, now))
+                if command is Command.REQUEST:
+                    self._in_out[peer] = [entry.request_id for entry in entries]
             batches.clear()
+
+    def unreachable(self, peer: bytes, now: float) -> None:
+        """The socket has no connection to ``peer`` any more (a send to it failed): that
+        worker is gone for good, since one that reconnects comes with a new routing id. The
+        calls of the last flush to it never left this process, so they go back to the queue
+        as they were, no retry spent; those sent to it before are lost, as when it falls silent."""
+        for request_id in self._in_out.pop(peer, ()):
+            call = self.calls.get(request_id)
+            if call is not None and call.peer == peer:
+                if call.attempts:
+                    call.attempts.pop()  # it was never sent there
+                self._requeue(call)
+        self._handle(self.session.unreachable(peer), now)
 
     def _chunks(self, entries: list[Entry], worker: WorkerPeer) -> list[list[Entry]]:
         """Split a batch so that no message exceeds either side's max_message_size."""

@@ -755,6 +755,16 @@ class ClientProtocol:
         self.stats.drop("malformed", f"an unexpected {type(message).__name__} from worker {worker.id}")
         return []
 
+    def unreachable(self, peer: bytes) -> list[Event]:
+        """The socket has no connection to ``peer`` any more: the worker there is gone (a
+        worker that reconnects does so with a new routing id)."""
+        self.pending.pop(peer, None)
+        worker = self.workers.pop(peer, None)
+        if worker is None:
+            return []
+        self._ended(peer, worker)
+        return [WorkerGone(peer, "its connection closed", worker)]
+
     def tick(
         self, now: float, expire: bool = True
     ) -> tuple[list[Event], list[tuple[bytes, list[bytes]]]]:

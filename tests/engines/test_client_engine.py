@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from pirate_actors import NoWorkerError, ProtocolError, UnknownProcedure
+from pirate_actors import NoWorkerError, ProtocolError, UnknownProcedure, WorkerLost
 from pirate_actors.protocol import (
     ClientProtocol,
     Command,
@@ -290,3 +290,38 @@ def test_a_closed_client_session_sends_nothing_more() -> None:
         session.calls(b"w", Command.REQUEST, [Entry(1)], 13.0)
     assert session.tick(100.0) == ([], [])
     assert session.stats.sent == sent
+
+
+# --------------------------------------------------------------------------- a closed connection
+
+
+def test_calls_put_out_for_a_worker_whose_connection_closed_go_to_another_with_no_retry_spent(
+    cluster: Cluster,
+) -> None:
+    """What the driver does when a send fails with EHOSTUNREACH (ROUTER_MANDATORY): the calls
+    of that flush never left the client, so they are dispatched again as if never sent; a call
+    sent to that worker before may have run, and is lost as when the worker falls silent."""
+    client = cluster.clients["client"]
+    doomed = cluster.add_worker("doomed", pool_size=3, prefetch=0)  # capacity 3
+    cluster.add_worker("other", pool_size=1, prefetch=0)  # capacity 1
+    other = cluster.workers[b"other"]
+    earlier = client.submit("ping")
+    cluster.settle()
+    assert earlier.worker == "doomed"  # the freest
+    cluster.kill_worker("doomed")
+    later = client.submit("ping")
+    client.turn(cluster.now)  # one turn: the call is put out for doomed, and the send fails
+    assert later.worker == "doomed"  # still the freest
+    client.engine.unreachable(doomed.peer, cluster.now)
+    cluster.settle()
+    assert later.worker == "other"
+    assert later.attempts == ("other",)  # never counted as sent to doomed
+    assert client.engine.retried == 0
+    with pytest.raises(WorkerLost, match="its connection closed"):
+        earlier.result(0)  # it was sent before: it may have run, and is not idempotent
+    assert client.engine.registered() == 1
+
+    other.finish(later, "pong")
+    cluster.settle()
+    assert later.result(0) == "pong"
+    assert client.engine.outcomes["succeeded"] == 1 and client.engine.outcomes["lost"] == 1

@@ -164,3 +164,35 @@ def test_calls_queued_in_the_client_fail_with_no_worker_error_once_no_worker_has
     for call in queued:
         waited = finished_at[id(call)] - lost_at
         assert timeout - 0.1 <= waited <= timeout + 1.0, f"NoWorkerError {waited:.2f} s after the loss"
+
+
+@pytest.mark.timeout(60)
+def test_a_sigkilled_workers_closed_connection_fails_its_calls_at_the_next_heartbeat_not_after_heartbeat_times_liveness(
+    make_client, spawn_worker
+):
+    """The client's ROUTER refuses to send to a peer whose connection closed (ROUTER_MANDATORY),
+    so a killed worker is known gone at the first heartbeat sent to it: with heartbeat 1 s and
+    liveness 10, silence alone would take 10 s."""
+    slow = {"heartbeat": 1.0, "liveness": 10}
+    client = make_client(**slow)
+    doomed = spawn_worker(client.endpoint, "doomed", pool_size=2, prefetch=0, **slow)
+    client.wait_for_worker(timeout=20)
+    calls = [client.submit("sleep", 60) for _ in range(2)]  # not idempotent: no retry
+    started = [started_event(call) for call in calls]
+    assert all(event.wait(20) for event in started)
+    survivor = spawn_worker(client.endpoint, "survivor", pool_size=1, **slow)
+    wait_until(lambda: len(client.workers()) == 2, 20, "the survivor registered")
+    finished_at = completion_times(calls)
+
+    killed_at = time.monotonic()
+    doomed.process.kill()  # reaped: its sockets are closed when this returns
+
+    _, pending = concurrent.futures.wait(calls, timeout=20)
+    assert not pending
+    for call in calls:
+        with pytest.raises(WorkerLost, match="its connection closed"):
+            call.result(timeout=0)
+    latest = max(finished_at[id(call)] for call in calls) - killed_at
+    assert latest <= 1.0 + 1.5, f"WorkerLost came {latest:.2f} s after the kill"
+    assert [info.id for info in client.workers()] == [survivor.id]
+    assert client.call("ping", timeout=10) == "pong"
