@@ -140,14 +140,17 @@ class _Driver:
 
     # -- output
 
-    def _send_out(self) -> bool:
+    def _send_out(self, judge: bool = True) -> bool:
         """Send what the engine put out; True if a worker turned out to be gone (the engine
-        then has calls to dispatch again)."""
+        then has calls to dispatch again). ``judge=False`` (closing): a worker whose
+        connection closed is not judged any more, what it was sent is just dropped."""
         out, self.engine.out = self.engine.out, []
         socket = self.socket
-        gone: list[bytes] = []
-        for peer, frames in out:
-            if gone and peer in gone:
+        gone: dict[bytes, list[int]] = {}  # worker -> indexes in out of what it was not sent
+        for index, (peer, frames) in enumerate(out):
+            unsent = gone.get(peer)
+            if unsent is not None:
+                unsent.append(index)
                 continue
             try:
                 send_frames(socket, [peer, *frames])
@@ -155,17 +158,22 @@ class _Driver:
                 logger.warning("worker %s is not keeping up; a message was dropped", peer_name(peer))
             except zmq.ZMQError as exc:
                 if exc.errno == zmq.EHOSTUNREACH:  # ROUTER_MANDATORY: its connection closed
-                    gone.append(peer)
+                    gone[peer] = [index]
                 else:
                     logger.warning("could not send to worker %s: %s", peer_name(peer), exc)
-        if gone:
-            # What such a worker sent before its connection closed is read first: the goodbye
-            # of a worker that stopped gracefully must not be taken for a death.
-            while not drain(socket, self.on_frames):
-                pass
+        if not gone or not judge:
+            return False
+        engine = self.engine
+        for peer, unsent in gone.items():
+            engine.not_sent(peer, unsent)  # before anything is read: nothing answered them
+        try:
+            # What such a worker sent before its connection closed is read first (one bounded
+            # batch): the goodbye of a worker that stopped gracefully is not taken for a death.
+            drain(socket, self.on_frames)
+        finally:
             for peer in gone:
-                self.engine.unreachable(peer, time.monotonic())
-        return bool(gone)
+                engine.unreachable(peer, time.monotonic())
+        return True
 
     def _deliver_events(self) -> None:
         """Decode the events received and hand them to the subscribers (none: dropped unread)."""
@@ -228,7 +236,7 @@ class _Driver:
             lead.release()
             self._stand_by()
         self.engine.close(time.monotonic())
-        self._send_out()
+        self._send_out(judge=False)
 
     def _lead(self) -> bool:
         """Turns of the loop until it ends (True), or until nothing is in flight and a caller

@@ -18,7 +18,7 @@ import heapq
 import itertools
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from . import _codec
 from ._codec import ErrorKind
@@ -192,9 +192,10 @@ class ClientEngine:
         self.settled: collections.deque[Outcome] = collections.deque()
         self._requests: dict[bytes, list[Entry]] = {}
         self._cancels: dict[bytes, list[Entry]] = {}
-        self._in_out: dict[bytes, list[int]] = {}
-        """The calls the last :meth:`flush` put in :attr:`out`, by worker: until the driver has
-        sent them, they have not left this process (see :meth:`unreachable`)."""
+        self._in_out: dict[int, list[int]] = {}
+        """The request ids in each REQUEST message the last :meth:`flush` put in :attr:`out`,
+        by the message's index there: until the driver has sent it, they have not left this
+        process (see :meth:`not_sent`)."""
         self._vacancies = Vacancies(session.workers)
 
     # -- derived counts
@@ -340,22 +341,28 @@ class ClientEngine:
                 if worker is None:
                     continue  # gone meanwhile: its calls already ended
                 for chunk in self._chunks(entries, worker):
+                    if command is Command.REQUEST:
+                        self._in_out[len(self.out)] = [entry.request_id for entry in chunk]
                     self.out.append(session.calls(peer, command, chunk, now))
-                if command is Command.REQUEST:
-                    self._in_out[peer] = [entry.request_id for entry in entries]
             batches.clear()
+
+    def not_sent(self, peer: bytes, indexes: Iterable[int]) -> None:
+        """The socket refused these messages of the last flush's :attr:`out` (by index), all to
+        ``peer``: their calls never left this process, so they go back to the queue as they
+        were, no retry spent. Nothing can have answered them: call this before reading more."""
+        worker = self.session.workers.get(peer)
+        for index in indexes:
+            for request_id in self._in_out.pop(index, ()):
+                call = self.calls.get(request_id)
+                if call is not None and call.peer == peer:
+                    if worker is not None and call.attempts and call.attempts[-1] == worker.id:
+                        call.attempts.pop()  # it was never sent there
+                    self._requeue(call)
 
     def unreachable(self, peer: bytes, now: float) -> None:
         """The socket has no connection to ``peer`` any more (a send to it failed): that
         worker is gone for good, since one that reconnects comes with a new routing id. The
-        calls of the last flush to it never left this process, so they go back to the queue
-        as they were, no retry spent; those sent to it before are lost, as when it falls silent."""
-        for request_id in self._in_out.pop(peer, ()):
-            call = self.calls.get(request_id)
-            if call is not None and call.peer == peer:
-                if call.attempts:
-                    call.attempts.pop()  # it was never sent there
-                self._requeue(call)
+        calls it holds were sent before and are lost, as when it falls silent."""
         self._handle(self.session.unreachable(peer), now)
 
     def _chunks(self, entries: list[Entry], worker: WorkerPeer) -> list[list[Entry]]:

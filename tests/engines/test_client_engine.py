@@ -293,14 +293,16 @@ def test_a_closed_client_session_sends_nothing_more() -> None:
 
 
 # --------------------------------------------------------------------------- a closed connection
+# What the driver does when a send fails with EHOSTUNREACH (ROUTER_MANDATORY): the messages the
+# socket refused go back with ``not_sent`` (by their index in the flush's ``out``), then the
+# worker is given up with ``unreachable``.
 
 
 def test_calls_put_out_for_a_worker_whose_connection_closed_go_to_another_with_no_retry_spent(
     cluster: Cluster,
 ) -> None:
-    """What the driver does when a send fails with EHOSTUNREACH (ROUTER_MANDATORY): the calls
-    of that flush never left the client, so they are dispatched again as if never sent; a call
-    sent to that worker before may have run, and is lost as when the worker falls silent."""
+    """The calls of a refused send never left the client: they are dispatched again as if never
+    sent; a call sent to that worker before may have run, and is lost as when it falls silent."""
     client = cluster.clients["client"]
     doomed = cluster.add_worker("doomed", pool_size=3, prefetch=0)  # capacity 3
     cluster.add_worker("other", pool_size=1, prefetch=0)  # capacity 1
@@ -312,6 +314,7 @@ def test_calls_put_out_for_a_worker_whose_connection_closed_go_to_another_with_n
     later = client.submit("ping")
     client.turn(cluster.now)  # one turn: the call is put out for doomed, and the send fails
     assert later.worker == "doomed"  # still the freest
+    client.engine.not_sent(doomed.peer, list(client.engine._in_out))
     client.engine.unreachable(doomed.peer, cluster.now)
     cluster.settle()
     assert later.worker == "other"
@@ -325,3 +328,38 @@ def test_calls_put_out_for_a_worker_whose_connection_closed_go_to_another_with_n
     cluster.settle()
     assert later.result(0) == "pong"
     assert client.engine.outcomes["succeeded"] == 1 and client.engine.outcomes["lost"] == 1
+
+
+def test_of_a_batch_split_in_two_only_the_refused_message_goes_back_the_one_sent_is_lost(
+    make_cluster: MakeCluster,
+) -> None:
+    """libzmq may accept the first message of a flush to a worker and refuse the next (it
+    learns of the closed connection in between): only the second one's calls never left."""
+    limit = 2000
+    cluster = make_cluster()
+    client = cluster.add_client(max_message_size=limit)
+    doomed = cluster.add_worker("doomed", pool_size=5, prefetch=0, max_message_size=limit)
+    cluster.kill_worker("doomed")
+    futures = [client.submit("echo", b"x" * 550) for _ in range(5)]  # ~600 bytes each
+    client.turn(cluster.now)
+    first, second = sorted(client.engine._in_out)  # two REQUEST messages to doomed
+    sent_ids, refused_ids = client.engine._in_out[first], client.engine._in_out[second]
+    assert sorted(sent_ids + refused_ids) == [f.request_id for f in futures]
+
+    client.engine.not_sent(doomed.peer, [second])
+    client.engine.unreachable(doomed.peer, cluster.now)
+    cluster.settle()
+    by_id = {f.request_id: f for f in futures}
+    for request_id in sent_ids:
+        with pytest.raises(WorkerLost):
+            by_id[request_id].result(0)
+    refused = [by_id[request_id] for request_id in refused_ids]
+    assert not any(f.done() for f in refused) and client.queued == len(refused)
+    assert all(f.attempts == () for f in refused)
+
+    other = cluster.add_worker("other", pool_size=5, max_message_size=limit)
+    for future in refused:
+        other.finish(future, b"x")
+    cluster.settle()
+    assert all(f.result(0) == b"x" for f in refused)
+    assert client.engine.retried == 0

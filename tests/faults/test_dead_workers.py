@@ -196,3 +196,4 @@ def test_a_sigkilled_workers_closed_connection_fails_its_calls_at_the_next_heart
     assert latest <= 1.0 + 1.5, f"WorkerLost came {latest:.2f} s after the kill"
     assert [info.id for info in client.workers()] == [survivor.id]
     assert client.call("ping", timeout=10) == "pong"
+
