@@ -67,6 +67,9 @@ _COUNTERS: tuple[tuple[str, str, str | None, dict[str, str]], ...] = (
 # (metric name without prefix, help, stats key)
 _GAUGES: tuple[tuple[str, str, str], ...] = (
     ("calls_in_flight", "Calls running on a procedure actor now.", "in_flight"),
+    ("oldest_call_seconds", "Seconds the longest-running call has been with its procedure "
+     "actor (0 with none): alert on it to catch a procedure that never returns.",
+     "oldest_call_seconds"),
     ("calls_queued", "Calls waiting inside the worker for a free procedure actor now.", "queued"),
     ("calls_held", "Calls the worker holds now, running or waiting, for all its clients.", "held"),
     ("live_actors", "Procedure actors alive now.", "live_actors"),

@@ -334,6 +334,8 @@ class _SocketActor(pykka.ThreadingActor):
             "held": self.lanes.held(),
             "queued": sum(e.waiting for e in engines),
             "in_flight": sum(e.running for e in engines),
+            "oldest_call_seconds": max(
+                (e.oldest_running(time.monotonic()) for e in engines), default=0.0),
             "duplicates": sum(e.duplicates for e in engines),
             "outcomes_kept": sum(len(e.outcomes) for e in engines),
             "requests": sum(e.entries_received[Command.REQUEST] for e in engines),

@@ -92,6 +92,8 @@ class WorkerCall:
     finish) so that a repeat is answered without running it twice."""
     orphaned: bool = False
     """Its client went away while it ran; it finishes on a retired actor for the cache."""
+    told_at: float = 0.0
+    """When its actor was told it (how long it has run, for ``oldest_running``)."""
 
 
 CallKey = tuple[bytes, int]
@@ -421,7 +423,15 @@ class WorkerEngine:
     def told(self, call: WorkerCall, now: float) -> None:
         """The call's actor has it now."""
         call.state = CallState.RUNNING
+        call.told_at = now
         self._awaiting_start[call.request_id] = now
+
+    def oldest_running(self, now: float) -> float:
+        """Seconds the longest-running call (its client's or an orphan) has been with its
+        actor; 0 with none running. A procedure that never returns shows here."""
+        told = [call.told_at for calls in (self.calls, self.orphans) for call in calls.values()
+                if call.state in _RUNNING_STATES]
+        return now - min(told) if told else 0.0
 
     def tell_failed(self, calls: list[WorkerCall], dead: str) -> None:
         """Telling ``calls[0]``'s actor failed: it is dead. These calls, in order, and the

@@ -54,6 +54,7 @@ def test_a_worker_serves_its_counters_for_prometheus_as_they_are_at_each_scrape(
     assert before['pirate_actors_worker_call_entries_received_total{command="request"}'] == 0
     assert before["pirate_actors_worker_live_actors"] == 4
     assert before["pirate_actors_worker_capacity"] == 8  # 4 actors + prefetch 4
+    assert before["pirate_actors_worker_oldest_call_seconds"] == 0  # nothing running
 
     for _ in range(2):
         result = run_call(endpoint, "ping", "--wait", "20")
@@ -64,6 +65,7 @@ def test_a_worker_serves_its_counters_for_prometheus_as_they_are_at_each_scrape(
     assert during['pirate_actors_worker_call_entries_received_total{command="request"}'] == 3
     assert during['pirate_actors_worker_call_entries_sent_total{command="reply"}'] == 2
     assert during["pirate_actors_worker_calls_in_flight"] == 1  # read now, not counted apart
+    assert 0 < during["pirate_actors_worker_oldest_call_seconds"] < 60  # the slow call's age
     assert during["pirate_actors_worker_registered_clients"] == 1
     for direction in ("received", "sent"):
         key = f'pirate_actors_worker_messages_total{{direction="{direction}"}}'

@@ -350,3 +350,31 @@ def test_a_leaving_worker_whose_last_running_call_is_cancelled_finishes_at_once(
     future.cancel()
     took = cluster.run_until(lambda: worker.engine.finished)
     assert took < 1.0
+
+
+# --------------------------------------------------------------------------- for operators
+
+
+def test_the_oldest_running_call_is_timed_from_when_its_actor_got_it_and_waiting_ones_do_not_count(
+    cluster: Cluster,
+) -> None:
+    client = cluster.clients["client"]
+    worker = cluster.add_worker("w", pool_size=1, prefetch=1)
+    assert worker.engine.oldest_running(cluster.now) == 0.0  # nothing running
+    first = client.submit("ping")
+    cluster.settle()
+    cluster.run(2.0)
+    second = client.submit("ping")  # waits inside the worker behind the first
+    cluster.settle()
+    cluster.run(3.0)
+    assert worker.engine.waiting == 1
+    assert worker.engine.oldest_running(cluster.now) == pytest.approx(5.0)
+    worker.finish(first, "pong")
+    cluster.settle()
+    assert worker.running() == [second.request_id]
+    assert worker.engine.oldest_running(cluster.now) == pytest.approx(0.0)  # the second just began
+    cluster.run(1.5)
+    assert worker.engine.oldest_running(cluster.now) == pytest.approx(1.5)
+    worker.finish(second, "pong")
+    cluster.settle()
+    assert worker.engine.oldest_running(cluster.now) == 0.0
