@@ -148,9 +148,8 @@ class _Driver:
         socket = self.socket
         gone: dict[bytes, list[int]] = {}  # worker -> indexes in out of what it was not sent
         for index, (peer, frames) in enumerate(out):
-            unsent = gone.get(peer)
-            if unsent is not None:
-                unsent.append(index)
+            if gone and peer in gone:
+                gone[peer].append(index)
                 continue
             try:
                 send_frames(socket, [peer, *frames])

@@ -45,7 +45,14 @@ from ._procedures import (
 )
 from ._security import Curve, KeyArg, check_endpoint, resolve_key
 from ._supervisor import Pool
-from ._worker_engine import CallState, Lanes, WorkerEngine
+from ._worker_engine import (
+    DEFAULT_EVENT_BUFFER,
+    DEFAULT_RESULT_CACHE_SIZE,
+    DEFAULT_RESULT_TTL,
+    CallState,
+    Lanes,
+    WorkerEngine,
+)
 from .protocol import (
     DEFAULT_MAX_MESSAGE_SIZE,
     Command,
@@ -131,9 +138,9 @@ class _Config:
     stopping_actors: list[pykka.ActorRef[Any]] = field(default_factory=list)
     crashed: list[str] = field(default_factory=list)
     """Why the worker gave up serving, if it did (see ``max_restarts``)."""
-    result_ttl: float = 60.0
-    result_cache_size: int = 64 * 2**20
-    event_buffer: int = 1000
+    result_ttl: float = DEFAULT_RESULT_TTL
+    result_cache_size: int = DEFAULT_RESULT_CACHE_SIZE
+    event_buffer: int = DEFAULT_EVENT_BUFFER
     max_restarts: int = 10
     restart_window: float = 10.0
     curve: Curve | None = None
@@ -548,11 +555,11 @@ class Worker:
         actor_kwargs: dict[str, Any] | None = None,
         insecure: bool = False,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-        result_ttl: float = 60.0,
-        result_cache_size: int = 64 * 2**20,
+        result_ttl: float = DEFAULT_RESULT_TTL,
+        result_cache_size: int = DEFAULT_RESULT_CACHE_SIZE,
         max_restarts: int = 10,
         restart_window: float = 10.0,
-        event_buffer: int = 1000,
+        event_buffer: int = DEFAULT_EVENT_BUFFER,
         curve_secret: str | os.PathLike[str] | None = None,
         curve_server: str | os.PathLike[str] | None = None,
     ) -> None:

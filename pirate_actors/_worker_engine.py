@@ -101,6 +101,8 @@ CallKey = tuple[bytes, int]
 
 DEFAULT_RESULT_TTL = 60.0
 DEFAULT_RESULT_CACHE_SIZE = 64 * 2**20
+DEFAULT_EVENT_BUFFER = 1000
+"""What ``Worker`` and ``pirate-worker`` take by default: outcomes kept (seconds, bytes), events kept."""
 _OUTCOME_OVERHEAD = 160  # bytes a kept outcome costs besides its body (key, tuple, dict slot)
 
 

@@ -44,6 +44,11 @@ from pirate_actors import (
     WorkerInfo,
     WorkerLost,
 )
+from pirate_actors._worker_engine import (
+    DEFAULT_EVENT_BUFFER,
+    DEFAULT_RESULT_CACHE_SIZE,
+    DEFAULT_RESULT_TTL,
+)
 
 __all__ = ["call_main", "keygen_main", "listen_main", "worker_main"]
 
@@ -386,24 +391,24 @@ def _worker_parser() -> argparse.ArgumentParser:
         "--result-ttl",
         metavar="S",
         type=_non_negative_float,
-        default=60.0,
+        default=DEFAULT_RESULT_TTL,
         help="seconds the outcome of a retryable call is kept for a client that asks again "
-        "after losing this worker for a while (default: 60)",
+        f"after losing this worker for a while (default: {DEFAULT_RESULT_TTL:g})",
     )
     parser.add_argument(
         "--result-cache-size",
         metavar="BYTES",
         type=_int_at_least(0),
-        default=64 * 2**20,
+        default=DEFAULT_RESULT_CACHE_SIZE,
         help="at most this many bytes of those outcomes, the oldest forgotten first "
-        "(default: 64 MiB)",
+        f"(default: {DEFAULT_RESULT_CACHE_SIZE // 2**20} MiB)",
     )
     parser.add_argument(
         "--event-buffer",
         metavar="N",
         type=_int_at_least(0),
-        default=1000,
-        help="events kept while no client is registered, the newest (default: 1000)",
+        default=DEFAULT_EVENT_BUFFER,
+        help=f"events kept while no client is registered, the newest (default: {DEFAULT_EVENT_BUFFER})",
     )
     parser.add_argument(
         "--metrics-port",
