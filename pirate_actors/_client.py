@@ -465,8 +465,16 @@ class Client:
 
     def wait_for_worker(self, timeout: float = 3.2) -> None:
         """Return once a worker is registered; raise :class:`NoWorkerError` after ``timeout``."""
+        deadline = time.monotonic() + timeout
         with self._workers_cond:
-            if self._workers_cond.wait_for(lambda: self._worker_count > 0, timeout):
+            while self._worker_count == 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                # In slices: a signal the kernel gave another thread runs its handler only
+                # once the main thread wakes.
+                self._workers_cond.wait(min(left, _SIGNAL_PATIENCE))
+            else:
                 return
         explain: str = self._ask(lambda engine: engine.explain(), "")
         raise NoWorkerError(f"no worker registered at {self.endpoint} within {timeout:g} s{explain}")
@@ -748,6 +756,9 @@ _OUTCOMES = ("succeeded", "raised", "timed_out", "no_worker", "lost", "protocol"
 
 _GRACE = 5.0
 """How much longer ``call()`` waits than its deadline before giving up on the client thread."""
+
+_SIGNAL_PATIENCE = 0.2
+"""The longest ``wait_for_worker`` sleeps at a time, so that a signal is handled soon."""
 
 _LEASE = 0.005
 """Seconds the client thread stands by after a caller of ``call()`` last led the loop: the

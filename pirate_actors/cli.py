@@ -70,6 +70,10 @@ MIN_KEY_LENGTH = 16  # SPEC §7; checked here too so that the error can name the
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _SignalHandler = Callable[[int, "FrameType | None"], Any]
+SIGNAL_PATIENCE = 0.2
+"""The longest the main thread sleeps at a time while it waits. The kernel may deliver a
+process's signal to any thread that does not block it, and CPython runs the Python handler only
+once the main thread wakes: one blocked on a lock without a timeout would never see it."""
 
 
 class UsageError(Exception):
@@ -314,6 +318,18 @@ def _restore_signal_handlers(previous: dict[int, Any]) -> None:
         signal.signal(signum, handler)
 
 
+def _wait_awake(wait: Callable[[float], object]) -> None:
+    """Call ``wait(SIGNAL_PATIENCE)`` until it returns true: a wait that signals can end."""
+    while not wait(SIGNAL_PATIENCE):
+        pass
+
+
+def _join_awake(thread: threading.Thread) -> None:
+    """``thread.join()`` in slices of SIGNAL_PATIENCE."""
+    while thread.is_alive():
+        thread.join(SIGNAL_PATIENCE)
+
+
 # --- pirate-worker ---
 
 
@@ -525,8 +541,8 @@ class _Stopper:
         """After the worker stopped: wait for the graceful stop to finish; when forced, for the
         exit (which ``_force`` makes)."""
         if self.forced.is_set():
-            self._threads[1].join()
-        self._threads[0].join()
+            _join_awake(self._threads[1])
+        _join_awake(self._threads[0])
 
     def _stop(self) -> None:
         self.asked.wait()
@@ -671,7 +687,7 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
         worker.capacity,
     )
     try:
-        worker.join()
+        _wait_awake(worker.join)
     except WorkerCrashed as exc:
         log.error("%s", exc)
         return EXIT_CRASHED
@@ -1138,13 +1154,13 @@ def _run_calls(
             # Not thread.join(): before Python 3.13 a join interrupted by an exception from a signal
             # handler marks the thread as stopped while it still runs (bpo-45274's fix), so a second
             # join would return at once. Waiting on an Event is safe to interrupt.
-            caller.finished.wait()
+            _wait_awake(caller.finished.wait)
         armed[0] = False
     except _Interrupted:
         armed[0] = False
         caller.interrupt()
         if thread.ident is not None:
-            caller.finished.wait()
+            _wait_awake(caller.finished.wait)
     finally:
         _restore_signal_handlers(previous)
     if options.count != 1:

@@ -3,11 +3,16 @@ counted pirate-call with its summary (exit 0); a worker killed mid-call makes pi
 
 from __future__ import annotations
 
+import ctypes
+import os
+import platform
+import re
 import signal
+from pathlib import Path
 
 import pytest
 
-from tests.cli.support import SUMMARY, Processes
+from tests.cli.support import SUMMARY, Process, Processes
 
 SIGNALS = [pytest.param(signal.SIGTERM, id="SIGTERM"), pytest.param(signal.SIGINT, id="SIGINT")]
 
@@ -115,3 +120,68 @@ def test_pirate_worker_exits_70_when_its_procedure_actors_keep_dying(processes, 
                 break
     assert worker.finish() == 70, worker.describe()
     assert "stopped serving" in worker.stderr
+
+
+_TGKILL = {"x86_64": 234, "aarch64": 131}.get(platform.machine())  # the syscall's number
+
+
+def _signal_another_thread(process: Process, signum: int) -> None:
+    """Send ``signum`` to one thread of ``process`` other than its main one, one that does not
+    block it: the kernel may deliver a process's signal to any such thread, and does so now and
+    then (the main thread has a signal pending, or is on a CPU), and CPython then runs the
+    handler only when its main thread next wakes."""
+    pid = process.popen.pid
+    for task in sorted(Path(f"/proc/{pid}/task").iterdir()):
+        if int(task.name) == pid:
+            continue
+        blocked = re.search(r"^SigBlk:\s*([0-9a-f]+)$", (task / "status").read_text(), re.M)
+        if blocked is not None and not int(blocked.group(1), 16) & (1 << (signum - 1)):
+            libc = ctypes.CDLL(None, use_errno=True)
+            assert libc.syscall(_TGKILL, pid, int(task.name), signum) == 0, os.strerror(
+                ctypes.get_errno()
+            )
+            return
+    pytest.fail(f"no thread of {process.argv[0]} other than the main one takes signal {signum}")
+
+
+needs_tgkill = pytest.mark.skipif(
+    _TGKILL is None or not Path("/proc/self/task").exists(),
+    reason="sends a signal to one thread: needs Linux on x86_64 or aarch64",
+)
+
+
+@needs_tgkill
+@pytest.mark.timeout(60)
+def test_a_signal_the_kernel_gives_another_thread_still_stops_a_worker(
+    processes: Processes, endpoint: str
+) -> None:
+    worker = processes.worker(endpoint)
+    call = processes.call(endpoint, "ping", "--timeout", "30")
+    assert call.finish() == 0, call.describe()  # serving: every thread is up
+    _signal_another_thread(worker, signal.SIGTERM)
+    worker.wait_for_line(r"pirate-worker: stopping: ")
+    assert worker.finish() == 0, worker.describe()
+
+
+@needs_tgkill
+@pytest.mark.timeout(60)
+def test_a_signal_the_kernel_gives_another_thread_still_interrupts_pirate_call(
+    processes: Processes, demo_endpoint: str
+) -> None:
+    call = processes.call(demo_endpoint, "slow_succeed", "--args", "30", "--timeout", "60")
+    call.wait_for_line(r"^partial: sleeping 30 s")
+    _signal_another_thread(call, signal.SIGTERM)
+    assert call.finish() == 128 + signal.SIGTERM, call.describe()
+    assert "interrupted by SIGTERM" in call.stderr, call.describe()
+
+
+@needs_tgkill
+@pytest.mark.timeout(60)
+def test_a_signal_the_kernel_gives_another_thread_interrupts_the_wait_for_a_worker(
+    processes: Processes, endpoint: str
+) -> None:
+    call = processes.call(endpoint, "ping", "--wait", "40", "-v")
+    call.wait_for_line(r"waiting up to 40 s for a worker")
+    _signal_another_thread(call, signal.SIGTERM)
+    assert call.finish(timeout=20) == 128 + signal.SIGTERM, call.describe()
+    assert "before any worker registered" in call.stderr, call.describe()
