@@ -22,6 +22,9 @@ _HINTS = {
     "malformed": "check that both ends run the same version of pirate_actors",
     "replayed": "someone may be sending captured messages again",
 }
+_EXPECTED = {"late"}
+"""Kinds that happen in normal operation (a session changed while messages were on their way):
+counted by the sessions, logged at debug level only."""
 
 
 def hint_for(kind: str) -> str:
@@ -50,6 +53,10 @@ class DropLog:
 
     def dropped(self, address: str, kind: str, reason: str, now: float, thing: str = "a message") -> None:
         """One message (or ``thing``) from ``address`` was dropped (``kind`` as counted in ``Stats``)."""
+        if kind in _EXPECTED:
+            self.logger.debug("%s dropped %s from %s: %s", self.what, thing,
+                              address or "an unknown address", reason)
+            return
         source = self._sources.get(address)
         if source is None:
             source = self._sources[address] = _Source()

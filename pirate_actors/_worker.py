@@ -332,6 +332,7 @@ class _SocketActor(pykka.ThreadingActor):
             "malformed": sum(s.malformed for s in sessions),
             "unauthenticated": sum(s.unauthenticated for s in sessions),
             "replayed": sum(s.replayed for s in sessions),
+            "late": sum(s.late for s in sessions),
             "received": sum(s.received for s in sessions),
             "sent": sum(s.sent for s in sessions),
             "registered": any(e.session.registered for e in engines),

@@ -70,6 +70,9 @@ class Stats:
     unauthenticated: int = 0
     replayed: int = 0
     """Signed messages that verified but were not fresh: sent before, or for another session."""
+    late: int = 0
+    """Signed messages for this side's previous session that came before the new one heard
+    from its peer: sent while the session changed (a client restarting), not a sign of attack."""
     received: int = 0
     sent: int = 0
     last_drop: tuple[str, str] | None = None
@@ -77,7 +80,8 @@ class Stats:
     (rate-limited) and to clear; a session itself never logs a drop."""
 
     def drop(self, kind: str, reason: str) -> None:
-        """Count a dropped message: ``kind`` is "malformed", "unauthenticated" or "replayed"."""
+        """Count a dropped message: ``kind`` is "malformed", "unauthenticated", "replayed" or
+        "late"."""
         setattr(self, kind, getattr(self, kind) + 1)
         self.last_drop = (kind, reason)
 
@@ -281,6 +285,8 @@ class WorkerProtocol:
         (or to another worker) is ever accepted again."""
         self.peer_nonce = 0
         """The client's nonce for this session (0 until it acknowledged our READY)."""
+        self._previous_nonce = 0
+        """The nonce of the session before this one: what was sent to it may still arrive."""
         self.peer_seq = 0
         self._seq = 0
 
@@ -380,7 +386,10 @@ class WorkerProtocol:
             return []
         message, seal = decoded
         if seal is not None and not self._fresh(message, seal):
-            self.stats.drop("replayed", f"a {type(message).__name__} not fresh for this session")
+            if seal.receiver == self._previous_nonce and self.peer_nonce == 0:
+                self.stats.drop("late", f"a {type(message).__name__} for the previous session")
+            else:
+                self.stats.drop("replayed", f"a {type(message).__name__} not fresh for this session")
             return []
         self.stats.received += 1
         self.client.last_received = now
@@ -423,6 +432,7 @@ class WorkerProtocol:
         return True
 
     def _new_session(self) -> None:
+        self._previous_nonce = self.nonce
         self.nonce = new_nonce()
         self.peer_nonce = self.peer_seq = self._seq = 0
 

@@ -70,7 +70,7 @@ def test_a_worker_serves_its_counters_for_prometheus_as_they_are_at_each_scrape(
     for direction in ("received", "sent"):
         key = f'pirate_actors_worker_messages_total{{direction="{direction}"}}'
         assert during[key] > before[key], (key, before, during)
-    for reason in ("malformed", "unauthenticated", "replayed"):
+    for reason in ("malformed", "unauthenticated", "replayed", "late"):
         assert during[f'pirate_actors_worker_dropped_messages_total{{reason="{reason}"}}'] == 0
     assert during['pirate_actors_worker_events_total{outcome="sent"}'] == 0
     assert during["pirate_actors_worker_actor_replacements_total"] == 0

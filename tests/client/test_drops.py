@@ -49,3 +49,17 @@ def test_it_remembers_a_bounded_number_of_addresses() -> None:
     for n in range(10_000):
         drops.dropped(f"10.{n // 65536}.{n // 256 % 256}.{n % 256}", "malformed", "junk", float(n))
     assert len(drops._sources) <= 256
+
+
+def test_a_late_message_is_told_at_debug_level_only_and_does_not_delay_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="tests.drops")
+    drops = DropLog(log, "the worker")
+    drops.dropped("10.0.0.5", "late", "a Heartbeat for the previous session", 1000.0)
+    drops.dropped("10.0.0.5", "replayed", "a Request not fresh for this session", 1001.0)
+    levels = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert [level for level, _ in levels] == [logging.DEBUG, logging.WARNING], levels
+    assert "previous session" in levels[0][1] and "captured messages" in levels[1][1]
+    assert "more since the last warning" not in levels[1][1]
+    assert "previous session" not in drops.explain()  # not what went wrong when no worker came

@@ -295,3 +295,39 @@ def test_two_connections_of_one_worker_to_the_same_client_do_not_replace_each_ot
     net.run(5)
     assert net.client is not None and sorted(net.client.workers) == [b"w.1", b"w.2"]
     assert net.events(CLIENT, WorkerGone, since=net.now - 4) == []
+
+
+def test_an_answer_to_the_ready_before_a_client_restarted_is_late_not_a_replay(
+    network: Callable[..., Network],
+) -> None:
+    # A client closes and another binds the endpoint: the worker's next READY (a new nonce)
+    # may already be queued on the new connection when the worker hears of it and starts yet
+    # another session. The new client's answer to that READY is dropped as late, with no
+    # warning of an attack, and the READY after it registers the worker.
+    net = network(key=KEY, latency=0.001)  # the READY is still on its way when...
+    worker = net.add_worker(b"w1")
+    net.close_client()
+    net.start_client(connect=False)  # bound, and the worker's connection not reported yet
+    net.tick()  # the worker's READY goes out on the new connection
+    net.connection_up(b"w1")  # ... and now its socket reports the connection: a new session
+    net.run(3)
+    assert worker.registered and net.client is not None and list(net.client.workers) == [b"w1"]
+    assert worker.stats.late == 1 and worker.stats.replayed == 0
+    assert worker.stats.last_drop is not None and worker.stats.last_drop[0] == "late"
+
+
+def test_a_message_for_the_previous_session_is_a_replay_once_the_new_one_heard_its_client(
+    network: Callable[..., Network],
+) -> None:
+    net = network(key=KEY, latency=0.001)
+    worker = net.add_worker(b"w1")
+    net.close_client()
+    before = len(net.sent(CLIENT, Command.HEARTBEAT))
+    net.start_client(connect=False)
+    net.tick()
+    net.connection_up(b"w1")
+    net.run(3)
+    assert worker.registered and worker.stats.late == 1
+    late = net.sent(CLIENT, Command.HEARTBEAT)[before].frames  # the answer dropped as late
+    assert net.inject_to_worker(b"w1", late) == []  # again, now that the new session is on
+    assert worker.stats.late == 1 and worker.stats.replayed == 1
