@@ -35,6 +35,7 @@ from pirate_actors import (
     CallFuture,
     CallTimeout,
     Client,
+    EventQueue,
     NoWorkerError,
     ProcedureActor,
     RemoteError,
@@ -1249,15 +1250,39 @@ def listen_main(argv: Sequence[str] | None = None) -> int:
     except (OSError, zmq.ZMQError, ValueError) as exc:
         return _usage_error(parser.prog, _bind_error(options.endpoint, exc))
     events = client.events(options.topic)  # before saying so: no event is missed after the line
-    if options.wait:
-        try:
-            client.wait_for_worker(timeout=options.wait)
-        except NoWorkerError as exc:
-            _print_error(f"NoWorkerError: {exc}", parser.prog)
-            client.close()
-            return EXIT_NO_WORKER
+    log = logging.getLogger("pirate-listen")
     stop = threading.Event()
-    previous = _install_signal_handlers(lambda signum, frame: stop.set())
+    waiting = [True]
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        """Stop listening; interrupt the wait for a first worker if it is still under way."""
+        stop.set()
+        if waiting[0]:
+            waiting[0] = False
+            raise _Interrupted
+
+    previous = _install_signal_handlers(on_signal)
+    try:
+        if options.wait:
+            log.debug("bound %s; waiting up to %g s for a worker", client.endpoint, options.wait)
+            try:
+                client.wait_for_worker(timeout=options.wait)
+            except NoWorkerError as exc:
+                _print_error(f"NoWorkerError: {exc}", parser.prog)
+                return EXIT_NO_WORKER
+        waiting[0] = False
+        _listen(client, events, options, stop)
+    except _Interrupted:
+        pass  # a signal while waiting for a worker: nothing was missed, exit 0 as for one later
+    finally:
+        _restore_signal_handlers(previous)
+        client.close()
+    return EXIT_OK
+
+
+def _listen(client: Client, events: EventQueue, options: argparse.Namespace,
+            stop: threading.Event) -> None:
+    """Print the events until ``stop`` is set, ``--count`` are printed or stdout closes."""
     logging.getLogger("pirate-listen").info(
         "listening on %s for events%s (%d worker(s) registered)", client.endpoint,
         f" on topics starting with {options.topic!r}" if options.topic else "",
@@ -1275,10 +1300,6 @@ def listen_main(argv: Sequence[str] | None = None) -> int:
                 left -= 1
     except BrokenPipeError:
         pass  # the reader went away (`| head`)
-    finally:
-        _restore_signal_handlers(previous)
-        client.close()
-    return EXIT_OK
 
 
 # --- pirate-keygen ---

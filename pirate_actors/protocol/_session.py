@@ -57,6 +57,11 @@ __all__ = [
 
 logger = logging.getLogger("pirate_actors.protocol")
 
+LATE_ALLOWANCE = 3
+"""HEARTBEATs for its previous session a worker's new session takes for late, at most: the
+client answers a READY once, and again at each of its heartbeats until the worker proves
+itself (see ``WorkerProtocol._late``)."""
+
 
 class LocalProtocolError(ProtocolError):
     """This side tried a send its session's state does not allow (a bug of the caller)."""
@@ -69,10 +74,11 @@ class Stats:
     malformed: int = 0
     unauthenticated: int = 0
     replayed: int = 0
-    """Signed messages that verified but were not fresh: sent before, or for another session."""
+    """Signed messages that verified but were not fresh: sent before, or for another session
+    (except the ``late`` ones)."""
     late: int = 0
-    """Signed messages for this side's previous session that came before the new one heard
-    from its peer: sent while the session changed (a client restarting), not a sign of attack."""
+    """HEARTBEATs for a worker's previous session that came before the new one heard from its
+    client: sent while the session changed (a client restarting), not a sign of attack."""
     received: int = 0
     sent: int = 0
     last_drop: tuple[str, str] | None = None
@@ -286,7 +292,8 @@ class WorkerProtocol:
         self.peer_nonce = 0
         """The client's nonce for this session (0 until it acknowledged our READY)."""
         self._previous_nonce = 0
-        """The nonce of the session before this one: what was sent to it may still arrive."""
+        """The nonce of the session before this one (0: none): its answer may still arrive."""
+        self._late_allowance = LATE_ALLOWANCE
         self.peer_seq = 0
         self._seq = 0
 
@@ -386,7 +393,7 @@ class WorkerProtocol:
             return []
         message, seal = decoded
         if seal is not None and not self._fresh(message, seal):
-            if seal.receiver == self._previous_nonce and self.peer_nonce == 0:
+            if self._late(message, seal):
                 self.stats.drop("late", f"a {type(message).__name__} for the previous session")
             else:
                 self.stats.drop("replayed", f"a {type(message).__name__} not fresh for this session")
@@ -431,7 +438,19 @@ class WorkerProtocol:
         self.peer_seq = seal.seq
         return True
 
+    def _late(self, message: Message | BadCalls, seal: Seal) -> bool:
+        """Whether a message that is not fresh is the client's answer to the READY of the
+        session just before this one, which crossed the change of session on the wire: a
+        HEARTBEAT sealed for it, before this session heard from its client (a few at most,
+        so that a replayed session cannot pass for late)."""
+        if (self._late_allowance and self.peer_nonce == 0 and isinstance(message, Heartbeat)
+                and self._previous_nonce and seal.receiver == self._previous_nonce):
+            self._late_allowance -= 1
+            return True
+        return False
+
     def _new_session(self) -> None:
+        self._late_allowance = LATE_ALLOWANCE
         self._previous_nonce = self.nonce
         self.nonce = new_nonce()
         self.peer_nonce = self.peer_seq = self._seq = 0

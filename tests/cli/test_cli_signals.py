@@ -8,11 +8,12 @@ import os
 import platform
 import re
 import signal
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.cli.support import SUMMARY, Process, Processes
+from tests.cli.support import SUMMARY, Process, Processes, console_script
 
 SIGNALS = [pytest.param(signal.SIGTERM, id="SIGTERM"), pytest.param(signal.SIGINT, id="SIGINT")]
 
@@ -122,14 +123,16 @@ def test_pirate_worker_exits_70_when_its_procedure_actors_keep_dying(processes, 
     assert "stopped serving" in worker.stderr
 
 
-_TGKILL = {"x86_64": 234, "aarch64": 131}.get(platform.machine())  # the syscall's number
+_TGKILL = (  # the syscall's number (64-bit processes only: a 32-bit one on x86_64 differs)
+    {"x86_64": 234, "aarch64": 131}.get(platform.machine()) if sys.maxsize > 2**32 else None
+)
 
 
 def _signal_another_thread(process: Process, signum: int) -> None:
     """Send ``signum`` to one thread of ``process`` other than its main one, one that does not
-    block it: the kernel may deliver a process's signal to any such thread, and does so now and
-    then (the main thread has a signal pending, or is on a CPU), and CPython then runs the
-    handler only when its main thread next wakes."""
+    block it: the kernel may deliver a process's signal to any such thread (it picks another
+    when the main one already has a signal pending), and CPython then runs the handler only
+    when its main thread next wakes."""
     pid = process.popen.pid
     for task in sorted(Path(f"/proc/{pid}/task").iterdir()):
         if int(task.name) == pid:
@@ -168,8 +171,8 @@ def test_a_signal_the_kernel_gives_another_thread_still_stops_a_worker(
 def test_a_signal_the_kernel_gives_another_thread_still_interrupts_pirate_call(
     processes: Processes, demo_endpoint: str
 ) -> None:
-    call = processes.call(demo_endpoint, "slow_succeed", "--args", "30", "--timeout", "60")
-    call.wait_for_line(r"^partial: sleeping 30 s")
+    call = processes.call(demo_endpoint, "slow_succeed", "--args", "8", "--timeout", "60")
+    call.wait_for_line(r"^partial: sleeping 8 s")
     _signal_another_thread(call, signal.SIGTERM)
     assert call.finish() == 128 + signal.SIGTERM, call.describe()
     assert "interrupted by SIGTERM" in call.stderr, call.describe()
@@ -185,3 +188,26 @@ def test_a_signal_the_kernel_gives_another_thread_interrupts_the_wait_for_a_work
     _signal_another_thread(call, signal.SIGTERM)
     assert call.finish(timeout=20) == 128 + signal.SIGTERM, call.describe()
     assert "before any worker registered" in call.stderr, call.describe()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("signum", SIGNALS)
+def test_a_signal_while_pirate_listen_waits_for_a_worker_ends_it_with_exit_0(
+    processes: Processes, endpoint: str, signum: int
+) -> None:
+    listen = processes.start([console_script("pirate-listen"), endpoint, "--wait", "40", "-v"])
+    listen.wait_for_line(r"waiting up to 40 s for a worker")
+    listen.signal(signum)
+    assert listen.finish(timeout=20) == 0, listen.describe()
+    assert "Traceback" not in listen.stderr, listen.describe()
+
+
+@needs_tgkill
+@pytest.mark.timeout(60)
+def test_a_signal_the_kernel_gives_another_thread_ends_pirate_listens_wait(
+    processes: Processes, endpoint: str
+) -> None:
+    listen = processes.start([console_script("pirate-listen"), endpoint, "--wait", "40", "-v"])
+    listen.wait_for_line(r"waiting up to 40 s for a worker")
+    _signal_another_thread(listen, signal.SIGTERM)
+    assert listen.finish(timeout=20) == 0, listen.describe()

@@ -331,3 +331,35 @@ def test_a_message_for_the_previous_session_is_a_replay_once_the_new_one_heard_i
     late = net.sent(CLIENT, Command.HEARTBEAT)[before].frames  # the answer dropped as late
     assert net.inject_to_worker(b"w1", late) == []  # again, now that the new session is on
     assert worker.stats.late == 1 and worker.stats.replayed == 1
+
+
+def test_only_heartbeats_and_only_a_few_pass_for_late_anything_else_of_that_session_is_a_replay(
+    network: Callable[..., Network],
+) -> None:
+    # An eavesdropper who replays the previous session while the new one waits for its
+    # client: a REQUEST and a fourth HEARTBEAT are counted (and warned about) as replays.
+    net = network(key=KEY, latency=0.001)
+    worker = net.add_worker(b"w1")
+    net.run(1)  # registered (what the latency delayed has arrived)
+    request = sent_request(net, b"w1")
+    heartbeat = captured(net, CLIENT, Command.HEARTBEAT)
+    net.kill_client()  # no goodbye: the worker's session goes on until ...
+    net.connection_up(b"w1")  # ... a new connection: a new session, waiting for its client
+    assert not worker.registered and worker.stats.late == 0
+    assert net.inject_to_worker(b"w1", request) == []
+    assert worker.stats.replayed == 1 and worker.stats.late == 0
+    for _ in range(4):
+        assert net.inject_to_worker(b"w1", heartbeat) == []
+    assert worker.stats.late == 3 and worker.stats.replayed == 2
+
+
+def test_a_heartbeat_for_the_session_two_back_is_a_replay(network: Callable[..., Network]) -> None:
+    net = network(key=KEY, latency=0.001)
+    worker = net.add_worker(b"w1")
+    net.run(1)  # registered (what the latency delayed has arrived)
+    heartbeat = captured(net, CLIENT, Command.HEARTBEAT)
+    net.kill_client()
+    net.connection_up(b"w1")
+    net.connection_up(b"w1")  # and another: the registered session is two back now
+    assert net.inject_to_worker(b"w1", heartbeat) == []
+    assert worker.stats.replayed == 1 and worker.stats.late == 0
