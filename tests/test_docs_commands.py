@@ -753,14 +753,18 @@ SCENARIOS = scenarios()
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
     """Every scenario run once, several at a time: each on ports and in a folder of its own."""
-    def run(scenario: Scenario) -> list[str]:
+    # The folders are made here, not in the threads: the factory is not thread-safe (two
+    # threads making its base folder at once can each see a different one).
+    folders = [tmp_path_factory.mktemp("doc") for _ in SCENARIOS]
+
+    def run(scenario: Scenario, folder: Path) -> list[str]:
         try:
-            return scenario.run(tmp_path_factory.mktemp("doc"))
+            return scenario.run(folder)
         except BaseException as error:  # a failed wait_for_line, a timeout: report, not crash
             return [*scenario.failures, f"{scenario.name}: {type(error).__name__}: {error}"]
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-        return dict(zip([s.name for s in SCENARIOS], pool.map(run, SCENARIOS)))
+        return dict(zip([s.name for s in SCENARIOS], pool.map(run, SCENARIOS, folders)))
 
 
 @pytest.mark.timeout(90)
