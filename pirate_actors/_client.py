@@ -473,7 +473,7 @@ class Client:
                     break
                 # In slices: a signal the kernel gave another thread runs its handler only
                 # once the main thread wakes.
-                self._workers_cond.wait(min(left, _SIGNAL_PATIENCE))
+                self._workers_cond.wait(min(left, SIGNAL_PATIENCE))
             else:
                 return
         explain: str = self._ask(lambda engine: engine.explain(), "")
@@ -757,8 +757,10 @@ _OUTCOMES = ("succeeded", "raised", "timed_out", "no_worker", "lost", "protocol"
 _GRACE = 5.0
 """How much longer ``call()`` waits than its deadline before giving up on the client thread."""
 
-_SIGNAL_PATIENCE = 0.2
-"""The longest ``wait_for_worker`` sleeps at a time, so that a signal is handled soon."""
+SIGNAL_PATIENCE = 0.2
+"""The longest a wait in the main thread sleeps at a time (``wait_for_worker``, the command-line
+tools). The kernel may deliver a process's signal to another thread, and CPython runs the Python
+handler only once the main thread wakes: one blocked on a lock without a timeout never would."""
 
 _LEASE = 0.005
 """Seconds the client thread stands by after a caller of ``call()`` last led the loop: the

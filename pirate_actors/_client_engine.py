@@ -192,9 +192,9 @@ class ClientEngine:
         self.settled: collections.deque[Outcome] = collections.deque()
         self._requests: dict[bytes, list[Entry]] = {}
         self._cancels: dict[bytes, list[Entry]] = {}
-        self._in_out: dict[int, list[int]] = {}
-        """The request ids in each REQUEST message the last :meth:`flush` put in :attr:`out`,
-        by the message's index there: until the driver has sent it, they have not left this
+        self._in_out: dict[int, list[Entry]] = {}
+        """The entries of each REQUEST message the last :meth:`flush` put in :attr:`out`, by
+        the message's index there: until the driver has sent it, they have not left this
         process (see :meth:`not_sent`)."""
         self._vacancies = Vacancies(session.workers)
 
@@ -342,7 +342,7 @@ class ClientEngine:
                     continue  # gone meanwhile: its calls already ended
                 for chunk in self._chunks(entries, worker):
                     if command is Command.REQUEST:
-                        self._in_out[len(self.out)] = [entry.request_id for entry in chunk]
+                        self._in_out[len(self.out)] = chunk
                     self.out.append(session.calls(peer, command, chunk, now))
             batches.clear()
 
@@ -352,8 +352,8 @@ class ClientEngine:
         were, no retry spent. Nothing can have answered them: call this before reading more."""
         worker = self.session.workers.get(peer)
         for index in indexes:
-            for request_id in self._in_out.pop(index, ()):
-                call = self.calls.get(request_id)
+            for entry in self._in_out.pop(index, ()):
+                call = self.calls.get(entry.request_id)
                 if call is not None and call.peer == peer:
                     if worker is not None and call.attempts and call.attempts[-1] == worker.id:
                         call.attempts.pop()  # it was never sent there

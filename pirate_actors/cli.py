@@ -45,6 +45,7 @@ from pirate_actors import (
     WorkerInfo,
     WorkerLost,
 )
+from pirate_actors._client import SIGNAL_PATIENCE
 from pirate_actors._worker_engine import (
     DEFAULT_EVENT_BUFFER,
     DEFAULT_RESULT_CACHE_SIZE,
@@ -71,10 +72,6 @@ MIN_KEY_LENGTH = 16  # SPEC §7; checked here too so that the error can name the
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _SignalHandler = Callable[[int, "FrameType | None"], Any]
-SIGNAL_PATIENCE = 0.2
-"""The longest the main thread sleeps at a time while it waits. The kernel may deliver a
-process's signal to any thread that does not block it, and CPython runs the Python handler only
-once the main thread wakes: one blocked on a lock without a timeout would never see it."""
 
 
 class UsageError(Exception):

@@ -343,7 +343,8 @@ def test_of_a_batch_split_in_two_only_the_refused_message_goes_back_the_one_sent
     futures = [client.submit("echo", b"x" * 550) for _ in range(5)]  # ~600 bytes each
     client.turn(cluster.now)
     first, second = sorted(client.engine._in_out)  # two REQUEST messages to doomed
-    sent_ids, refused_ids = client.engine._in_out[first], client.engine._in_out[second]
+    in_out = client.engine._in_out
+    sent_ids, refused_ids = ([e.request_id for e in in_out[i]] for i in (first, second))
     assert sorted(sent_ids + refused_ids) == [f.request_id for f in futures]
 
     client.engine.not_sent(doomed.peer, [second])
